@@ -1,1 +1,168 @@
-fn main() {}
+//! The `strata` command line: parses arguments, sets up logging and metrics,
+//! and hands over to the library crates. No engine logic lives here.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use strata_pipeline::Shutdown;
+use strata_sql::{PlanOptions, SqlError};
+
+mod query;
+
+/// strata: SQL jobs for LLM workloads.
+#[derive(Parser, Debug)]
+#[command(name = "strata", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a job until its bounded sources are done (or until SIGINT/SIGTERM).
+    Run {
+        /// The job file.
+        job: PathBuf,
+        /// Job variables: --var NAME=VALUE (fills ${NAME} in the job).
+        #[arg(long = "var", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// Checkpoint location (path or object-store URL); default ./.strata/<job>/.
+        #[arg(long)]
+        checkpoint: Option<String>,
+        /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464.
+        #[arg(long)]
+        metrics_addr: Option<SocketAddr>,
+    },
+    /// Print the job's sources, sinks, functions and plans without running it.
+    Explain {
+        /// The job file.
+        job: PathBuf,
+        /// Job variables: --var NAME=VALUE.
+        #[arg(long = "var", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+    },
+    /// Run ad hoc SQL over Parquet / JSONL / CSV outputs and print a table.
+    Query {
+        /// The SQL.
+        sql: String,
+        /// Tables: --table NAME=PATH_OR_URL (a file, folder, glob or s3:// prefix).
+        #[arg(long = "table", value_parser = parse_var)]
+        tables: Vec<(String, String)>,
+    },
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected NAME=VALUE, got '{s}'"))
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
+        EnvFilter::new("warn,strata=info,strata_pipeline=info,strata_sql=info,strata_connectors=info,strata_operators=info")
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Exit codes (DESIGN §3): 0 ok, 1 runtime failure, 2 plan error.
+const EXIT_RUNTIME: u8 = 1;
+const EXIT_PLAN: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    runtime.block_on(async move {
+        match dispatch(cli.command).await {
+            Ok(code) => code,
+            Err(e) => {
+                let plan = e.downcast_ref::<SqlError>().is_some_and(|e| e.is_plan_error());
+                eprintln!("error: {e:#}");
+                ExitCode::from(if plan { EXIT_PLAN } else { EXIT_RUNTIME })
+            }
+        }
+    })
+}
+
+async fn dispatch(cmd: Command) -> Result<ExitCode> {
+    match cmd {
+        Command::Run { job, vars, checkpoint, metrics_addr } => {
+            if let Some(addr) = metrics_addr {
+                metrics_exporter_prometheus::PrometheusBuilder::new()
+                    .with_http_listener(addr)
+                    .install()
+                    .with_context(|| format!("cannot serve metrics on {addr}: is the port free?"))?;
+            }
+            let opts = PlanOptions { vars: vars.into_iter().collect::<BTreeMap<_, _>>(), checkpoint, progress_bar: true, ..Default::default() };
+            let planned = strata_sql::plan_file(&job, &opts).await?;
+            let shutdown = Shutdown::default();
+            spawn_signal_handler(shutdown.clone());
+            tracing::info!(job = %planned.explain.job, checkpoint = %planned.explain.checkpoint, "starting");
+            let summary = strata_pipeline::run(planned.job, shutdown).await?;
+            println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain { job, vars } => {
+            let opts = PlanOptions { vars: vars.into_iter().collect(), ..Default::default() };
+            let planned = strata_sql::plan_file(&job, &opts).await?;
+            print!("{}", planned.explain);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Query { sql, tables } => {
+            query::run(&sql, &tables).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// First SIGINT/SIGTERM: finish and commit the current epoch, then exit 0.
+/// Second: exit at once (the next run re-runs the uncommitted epoch).
+fn spawn_signal_handler(shutdown: Shutdown) {
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+        for n in 0.. {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            if n == 0 {
+                tracing::info!("signal received: finishing the current epoch, then exiting (signal again to stop at once)");
+                shutdown.trigger();
+            } else {
+                eprintln!("second signal: stopping now; the next run re-runs the uncommitted epoch");
+                std::process::exit(130);
+            }
+        }
+    });
+}

@@ -293,8 +293,8 @@ impl Boundaries {
         cuts.push(0);
         levels.push(i8::MAX);
         for k in 1..n {
-            let prev_end = offsets[k - 1].1.min(text.len()).max(*cuts.last().unwrap_or(&0));
-            let next_start = offsets[k].0.min(text.len()).max(prev_end);
+            let prev_end = char_floor(text, offsets[k - 1].1).max(*cuts.last().unwrap_or(&0));
+            let next_start = char_floor(text, offsets[k].0).max(prev_end);
             let gap = &text[prev_end..next_start];
             // The cut goes after non-whitespace residue that follows the previous token.
             let ws = gap.find(char::is_whitespace).unwrap_or(gap.len());
@@ -369,6 +369,16 @@ impl Boundaries {
     }
 }
 
+/// `pos` clamped to `text` and moved back to a character boundary (byte-level tokenizers may
+/// report offsets inside a multi-byte character).
+fn char_floor(text: &str, pos: usize) -> usize {
+    let mut p = pos.min(text.len());
+    while !text.is_char_boundary(p) {
+        p -= 1;
+    }
+    p
+}
+
 /// Does `before` end with a sentence terminator (possibly followed by closing quotes)?
 fn ends_sentence(before: &str) -> bool {
     let mut it = before.chars().rev().skip_while(|c| matches!(c, '"' | '\'' | ')' | ']' | '”' | '’' | '»'));
@@ -432,5 +442,37 @@ impl Cursor {
         }
         self.byte = byte;
         self.chars
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_levels_rank_headings_by_depth() {
+        assert_eq!(markdown_level(b"# Title\n"), 11);
+        assert_eq!(markdown_level(b"###### Deep"), 6);
+        assert_eq!(markdown_level(b"####### not a heading"), i8::MIN);
+        assert_eq!(markdown_level(b"#hashtag"), i8::MIN);
+        assert_eq!(markdown_level(b"```rust\n"), LEVEL_MD_BLOCK);
+        assert_eq!(markdown_level(b"- - -\n"), LEVEL_MD_BLOCK);
+        assert_eq!(markdown_level(b"- item"), i8::MIN);
+    }
+
+    #[test]
+    fn sentence_ends() {
+        assert!(ends_sentence("It works."));
+        assert!(ends_sentence("He said \"stop!\""));
+        assert!(!ends_sentence("e.g"));
+        assert!(ends_cjk_sentence("でした。"));
+    }
+
+    #[test]
+    fn spans_trim_whitespace_and_offsets_snap_to_chars() {
+        assert_eq!(trim_span("  ab c \n", 0, 8), (2, 6));
+        assert_eq!(trim_span("   ", 0, 3).0, trim_span("   ", 0, 3).1);
+        assert_eq!(char_floor("é", 1), 0);
+        assert_eq!(char_floor("é", 9), 2);
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use globset::{GlobBuilder, GlobMatcher};
 use object_store::path::Path as ObjPath;
+use object_store::ObjectStoreExt;
 use strata_pipeline::storage::{resolve, StorageLocation};
 use strata_pipeline::PipelineError;
 

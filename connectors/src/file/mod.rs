@@ -87,6 +87,24 @@ impl Connector for FileConnector {
     }
 
     async fn create_source(&self, decl: &TableDecl, ctx: &ConnectorContext) -> Result<SourceParts> {
+        let (source, bad_data, dead_letter) = build_source(decl, ctx).await?;
+        Ok(SourceParts { source: Box::new(source), bad_data, dead_letter })
+    }
+
+    async fn create_sink(&self, decl: &TableDecl, _schema: SchemaRef, _ctx: &ConnectorContext) -> Result<Arc<dyn Sink>> {
+        Err(ConnectorError::Unsupported(format!(
+            "table '{}': connector 'file' can only be read from; write with connector = 'parquet'",
+            decl.name
+        )))
+    }
+}
+
+/// Validate `decl` and build its [`FileSource`], bad-data policy and dead-letter sink.
+pub async fn build_source(
+    decl: &TableDecl,
+    ctx: &ConnectorContext,
+) -> Result<(FileSource, BadDataPolicy, Option<Arc<dyn Sink>>)> {
+    {
         let options = FileOptions::parse(&decl.options)?;
         let listing = listing::list(&options.path, &options.storage).await?;
         let format = match options.format {
@@ -138,14 +156,7 @@ impl Connector for FileConnector {
         };
         let bad_data = options.bad_data;
         let source = FileSource::new(&decl.name, schema, format, options, store, files);
-        Ok(SourceParts { source: Box::new(source), bad_data, dead_letter })
-    }
-
-    async fn create_sink(&self, decl: &TableDecl, _schema: SchemaRef, _ctx: &ConnectorContext) -> Result<Arc<dyn Sink>> {
-        Err(ConnectorError::Unsupported(format!(
-            "table '{}': connector 'file' can only be read from; write with connector = 'parquet'",
-            decl.name
-        )))
+        Ok((source, bad_data, dead_letter))
     }
 }
 

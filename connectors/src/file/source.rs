@@ -27,7 +27,7 @@ use super::json::JsonCodec;
 use super::listing::{self, FileEntry};
 use super::options::{FileFormat, FileOptions};
 use super::parquet_reader::ParquetCursor;
-use super::text::{Step, TextCodec, TextCursor};
+use super::text::{Step, TextCodec, TextCursor, READ_SIZE};
 
 /// Checkpoint state of a [`FileSource`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,17 +69,28 @@ impl Reader {
     }
 }
 
-/// Reads JSON Lines, CSV or Parquet files in URL order.
-pub struct FileSource {
+/// What opening a reader on a file needs (shared, cheap to clone).
+#[derive(Clone)]
+struct Opener {
     name: String,
     schema: SchemaRef,
     format: FileFormat,
-    options: FileOptions,
+    options: Arc<FileOptions>,
     store: Arc<dyn ObjectStore>,
-    files: Vec<Arc<FileEntry>>,
     /// Every Hive partition key seen at creation (Parquet).
-    partition_keys: Vec<String>,
+    partition_keys: Arc<Vec<String>>,
     json: Arc<JsonCodec>,
+    read_size: u64,
+}
+
+/// Reads JSON Lines, CSV or Parquet files in URL order.
+pub struct FileSource {
+    opener: Opener,
+    name: String,
+    schema: SchemaRef,
+    format: FileFormat,
+    options: Arc<FileOptions>,
+    files: Vec<Arc<FileEntry>>,
     idx: usize,
     offset: u64,
     line: u64,
@@ -104,15 +115,24 @@ impl FileSource {
                 }
             }
         }
-        let mut s = Self {
+        let options = Arc::new(options);
+        let opener = Opener {
             name: name.to_string(),
+            schema: schema.clone(),
+            format,
+            options: options.clone(),
+            store,
+            partition_keys: Arc::new(partition_keys),
             json: Arc::new(JsonCodec::new(schema.clone())),
+            read_size: READ_SIZE as u64,
+        };
+        let mut s = Self {
+            opener,
+            name: name.to_string(),
             schema,
             format,
             options,
-            store,
             files,
-            partition_keys,
             idx: 0,
             offset: 0,
             line: 0,
@@ -120,6 +140,12 @@ impl FileSource {
         };
         (s.offset, s.line) = s.file_start();
         s
+    }
+
+    /// Read JSON/CSV files in GETs of `bytes` (default [`READ_SIZE`]).
+    pub fn set_read_size(&mut self, bytes: u64) {
+        self.opener.read_size = bytes.max(1);
+        self.reader = None;
     }
 
     /// The files this source reads, in order.
@@ -142,14 +168,23 @@ impl FileSource {
         }
     }
 
+    fn position_of(&self, url: &str) -> std::result::Result<usize, usize> {
+        self.files.binary_search_by(|f| f.url.as_str().cmp(url))
+    }
+}
+
+impl Opener {
     /// A reader of `file` from (`offset`, `line`) to `end` (`None`: its end).
-    async fn open_reader(&self, file: Arc<FileEntry>, offset: u64, line: u64, end: Option<u64>) -> Result<Reader> {
+    async fn open(self, file: Arc<FileEntry>, offset: u64, line: u64, end: Option<u64>) -> Result<Reader> {
         let o = &self.options;
         Ok(match self.format {
             FileFormat::Json => {
                 let end = end.unwrap_or(file.size);
                 let codec: Arc<dyn TextCodec> = self.json.clone();
-                Reader::Text(TextCursor::new(codec, self.store.clone(), file, offset, line, end, o.max_record_bytes))
+                Reader::Text(
+                    TextCursor::new(codec, self.store.clone(), file, offset, line, end, o.max_record_bytes)
+                        .with_read_size(self.read_size),
+                )
             }
             FileFormat::Csv => {
                 let end = end.unwrap_or(file.size);
@@ -170,7 +205,10 @@ impl FileSource {
                 let codec = CsvCodec::new(self.schema.clone(), header.as_deref(), o.csv_delimiter)
                     .map_err(|m| PipelineError::source(&self.name, format!("{}: {m}", file.display)))?;
                 let end = end.max(offset);
-                Reader::Text(TextCursor::new(Arc::new(codec), self.store.clone(), file, offset, line, end, o.max_record_bytes))
+                Reader::Text(
+                    TextCursor::new(Arc::new(codec), self.store.clone(), file, offset, line, end, o.max_record_bytes)
+                        .with_read_size(self.read_size),
+                )
             }
             FileFormat::Parquet => Reader::Parquet(
                 ParquetCursor::open(&self.store, file, self.schema.clone(), &self.partition_keys, offset, end).await?,
@@ -178,9 +216,6 @@ impl FileSource {
         })
     }
 
-    fn position_of(&self, url: &str) -> std::result::Result<usize, usize> {
-        self.files.binary_search_by(|f| f.url.as_str().cmp(url))
-    }
 }
 
 #[async_trait]
@@ -206,7 +241,7 @@ impl Source for FileSource {
             .await
             .map_err(|e| PipelineError::source(&self.name, e))?;
         self.files = listing.files;
-        self.store = listing.root.store;
+        self.opener.store = listing.root.store;
         self.reader = None;
         self.idx = 0;
         (self.offset, self.line) = self.file_start();
@@ -234,7 +269,7 @@ impl Source for FileSource {
             let file = self.files[self.idx].clone();
             let mut reader = match self.reader.take() {
                 Some(r) => r,
-                None => self.open_reader(file.clone(), self.offset, self.line, None).await?,
+                None => self.opener.clone().open(file.clone(), self.offset, self.line, None).await?,
             };
             let (start, first_record) = reader.position();
             let mut range_records = 0;
@@ -290,7 +325,7 @@ impl Source for FileSource {
                 )
             })?;
             let file = self.files[idx].clone();
-            let mut reader = self.open_reader(file, range.start, range.first_record, Some(range.end)).await?;
+            let mut reader = self.opener.clone().open(file, range.start, range.first_record, Some(range.end)).await?;
             loop {
                 let step = reader.step(u64::MAX, u64::MAX, true).await?;
                 ep.bytes += step.bytes;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use strata_pipeline::{BadRecord, PipelineError};
 use tokio::task::JoinHandle;
 
@@ -80,6 +80,7 @@ struct Skip {
     len: u64,
 }
 
+
 /// Reads records of one file from a position up to an end offset.
 pub struct TextCursor {
     codec: Arc<dyn TextCodec>,
@@ -97,6 +98,7 @@ pub struct TextCursor {
     scan: ScanState,
     prefetch: Option<(u64, JoinHandle<object_store::Result<Bytes>>)>,
     max_record: usize,
+    read_size: u64,
     recs: Vec<Rec>,
 }
 
@@ -131,8 +133,15 @@ impl TextCursor {
             scan: ScanState::default(),
             prefetch: None,
             max_record: usize::try_from(max_record).unwrap_or(usize::MAX),
+            read_size: READ_SIZE as u64,
             recs: Vec::new(),
         }
+    }
+
+    /// Use GETs of `bytes` instead of [`READ_SIZE`] (tests exercise chunk edges).
+    pub fn with_read_size(mut self, bytes: u64) -> Self {
+        self.read_size = bytes.max(1);
+        self
     }
 
     /// Whether the position is at the end of the file (not just of the range).
@@ -157,22 +166,23 @@ impl TextCursor {
                 if let Some((_, h)) = other {
                     h.abort();
                 }
-                let to = (self.fetched + READ_SIZE as u64).min(self.end);
+                let to = (self.fetched + self.read_size).min(self.end);
                 self.store.get_range(&self.file.path, self.fetched..to).await.map_err(|e| self.read_err(e))?
             }
         };
         if chunk.is_empty() {
             return Err(self.read_err(format!("file ended at byte {} before its listed size {}", self.fetched, self.end)));
         }
+        self.fetched += chunk.len() as u64;
         if self.buf.is_empty() {
             self.buf = Vec::from(chunk);
         } else {
             self.buf.extend_from_slice(&chunk);
         }
-        self.fetched += chunk.len() as u64;
         if self.fetched < self.end {
             let (store, path, start) = (self.store.clone(), self.file.path.clone(), self.fetched);
-            let to = (start + READ_SIZE as u64).min(self.end);
+            let read_size = self.read_size;
+            let to = (start + read_size).min(self.end);
             self.prefetch = Some((start, tokio::spawn(async move { store.get_range(&path, start..to).await })));
         }
         Ok(())

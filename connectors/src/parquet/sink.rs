@@ -210,7 +210,7 @@ impl Shared {
 }
 
 /// Move a staged file to its local destination in one atomic step.
-fn publish_local(staged: &Path, dest: &Path) -> Result<(), PipelineError> {
+pub(crate) fn publish_local(staged: &Path, dest: &Path) -> Result<(), PipelineError> {
     let io = |path: &Path, source| PipelineError::Io { path: path.to_path_buf(), source };
     let parent = dest.parent().ok_or_else(|| io(dest, std::io::Error::other("destination has no parent folder")))?;
     std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
@@ -329,11 +329,9 @@ impl Sink for ParquetSink {
     }
 }
 
-/// A partition's encoder: idle between batches, or busy on a blocking thread.
-enum Slot {
-    Idle(Box<PartitionFiles>),
-    Busy(JoinHandle<Result<Box<PartitionFiles>, PipelineError>>),
-}
+/// A partition's encoder, busy with (or done with) its latest batch on a
+/// blocking thread.
+type Slot = JoinHandle<Result<Box<PartitionFiles>, PipelineError>>;
 
 /// One epoch of a [`ParquetSink`].
 pub struct ParquetEpochWriter {
@@ -346,24 +344,23 @@ pub struct ParquetEpochWriter {
     span: tracing::Span,
 }
 
+/// Wait for a partition's encoder to finish its batch.
+async fn settle(shared: &Shared, slot: Slot) -> Result<Box<PartitionFiles>, PipelineError> {
+    slot.await.map_err(|e| shared.err(format!("encoder task failed: {e}")))?
+}
+
 impl ParquetEpochWriter {
-    async fn settle(&self, slot: Slot) -> Result<Box<PartitionFiles>, PipelineError> {
-        match slot {
-            Slot::Idle(p) => Ok(p),
-            Slot::Busy(handle) => handle.await.map_err(|e| self.shared.err(format!("encoder task failed: {e}")))?,
-        }
-    }
 
     async fn write_part(&mut self, folder: String, rows: RecordBatch) -> Result<(), PipelineError> {
         let mut files = match self.partitions.remove(&folder) {
-            Some(slot) => self.settle(slot).await?,
+            Some(slot) => settle(&self.shared, slot).await?,
             None => Box::new(PartitionFiles::new(self.settings.clone(), folder.clone())),
         };
         let handle = tokio::task::spawn_blocking(move || {
             files.write(&rows)?;
             Ok(files)
         });
-        self.partitions.insert(folder, Slot::Busy(handle));
+        self.partitions.insert(folder, handle);
         Ok(())
     }
 
@@ -406,13 +403,13 @@ impl EpochWriter for ParquetEpochWriter {
         }
         let span = self.span.clone();
         let partitions = std::mem::take(&mut self.partitions);
-        let this = &*self;
+        let shared: &Shared = &self.shared;
         let files: Vec<Vec<StagedFile>> = futures::stream::iter(partitions.into_values())
             .map(|slot| async move {
-                let files = this.settle(slot).await?;
+                let files = settle(shared, slot).await?;
                 tokio::task::spawn_blocking(move || files.finish())
                     .await
-                    .map_err(|e| this.shared.err(format!("encoder task failed: {e}")))?
+                    .map_err(|e| shared.err(format!("encoder task failed: {e}")))?
             })
             .buffer_unordered(PUBLISH_CONCURRENCY)
             .try_collect()

@@ -103,3 +103,101 @@ async fn dead_letter_sink() {
     assert!(matches!(meta.row_group(0).column(0).compression(), parquet::basic::Compression::ZSTD(_)));
     assert_eq!(batches[0].schema(), dead_letter_schema());
 }
+
+#[test]
+fn cross_device_publish_copies_through_a_hidden_temp_file() {
+    use std::os::unix::fs::MetadataExt;
+    let table = tempfile::tempdir().unwrap();
+    // tmpfs staging vs. a disk-backed table: rename(2) fails with EXDEV.
+    let staging = tempfile::tempdir_in("/dev/shm").unwrap_or_else(|_| tempfile::tempdir().unwrap());
+    let cross = std::fs::metadata(staging.path()).unwrap().dev() != std::fs::metadata(table.path()).unwrap().dev();
+    let staged = staging.path().join("s-00000.parquet");
+    std::fs::write(&staged, b"PAR1 data").unwrap();
+    let dest = table.path().join("k=v").join("s-00000.parquet");
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    std::fs::write(&dest, b"old").unwrap();
+    super::sink::publish_local(&staged, &dest).unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), b"PAR1 data", "republish overwrites");
+    assert!(!staged.exists(), "staged file removed after publish");
+    let names: Vec<_> = std::fs::read_dir(dest.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("s-00000.parquet")], "no temp file left (cross-device: {cross})");
+}
+
+/// Encode throughput of the sink for 1 KB text rows (run in release:
+/// `cargo test --release -p strata-connectors encode_throughput -- --ignored --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn encode_throughput_1kb_rows() {
+    use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    let rows_total: usize = std::env::var("ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let batch_rows = 8192;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("tenant", DataType::Utf8, true),
+        Field::new("body", DataType::Utf8, true),
+    ]));
+    // Natural-ish text: words drawn from a vocabulary, ~1 KB per row.
+    let vocab: Vec<String> = (0..5000u64).map(|i| conformance::pseudo_text(i, 3 + (i % 9) as usize).to_lowercase().replace(' ', "x")).collect();
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut batches = Vec::new();
+    let mut input_bytes_per_cycle = 0usize;
+    for b in 0..16 {
+        let bodies: Vec<String> = (0..batch_rows)
+            .map(|_| {
+                let mut s = String::with_capacity(1100);
+                while s.len() < 1000 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    s.push_str(&vocab[(x % 5000) as usize]);
+                    s.push(' ');
+                }
+                s
+            })
+            .collect();
+        input_bytes_per_cycle += bodies.iter().map(|s| s.len() + 8 + 6).sum::<usize>();
+        let ids: Vec<i64> = (0..batch_rows as i64).map(|i| i + (b * batch_rows) as i64).collect();
+        let tenants: StringArray = (0..batch_rows).map(|i| Some(if i % 2 == 0 { "tenant" } else { "other1" })).collect();
+        batches.push(
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from(ids)) as ArrayRef, Arc::new(tenants), Arc::new(StringArray::from(bodies))],
+            )
+            .unwrap(),
+        );
+    }
+    let per_row = input_bytes_per_cycle as f64 / (16 * batch_rows) as f64;
+
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::new(dir.path().join("table").to_str().unwrap(), BTreeMap::new(), &dir.path().join("staging"));
+    let sink = h.sink("bench", schema.clone(), &[]).await;
+    let epoch = strata_pipeline::sink::EpochInfo { epoch: 1, file_stem: "bench".into(), started_micros: 0 };
+    let start = Instant::now();
+    let mut w = sink.begin_epoch(&epoch).await.unwrap();
+    let mut written = 0;
+    let mut i = 0;
+    while written < rows_total {
+        let b = &batches[i % batches.len()];
+        let n = b.num_rows().min(rows_total - written);
+        w.write(b.slice(0, n)).await.unwrap();
+        written += n;
+        i += 1;
+    }
+    let staged = w.finish().await.unwrap();
+    let encoded = start.elapsed();
+    let stats = staged.publish().await.unwrap();
+    let total = start.elapsed();
+    let mb = written as f64 * per_row / 1e6;
+    println!(
+        "encode_throughput: {written} rows x {per_row:.0} B = {mb:.0} MB in {:.2}s -> {:.0} MB/s encoded (staged), {:.0} MB/s incl. publish; {} files, {:.0} MB on disk",
+        encoded.as_secs_f64(),
+        mb / encoded.as_secs_f64(),
+        mb / total.as_secs_f64(),
+        stats.files,
+        stats.bytes as f64 / 1e6
+    );
+}

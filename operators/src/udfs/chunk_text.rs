@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{Array, ArrayRef, Int32Array, Int64Array, ListArray, StringBuilder, StructArray};
+use arrow::array::{ArrayRef, Int32Array, Int64Array, ListArray, StringBuilder, StructArray};
 use arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
@@ -64,8 +64,9 @@ impl ChunkTextFunc {
 
 /// Options from the literal arguments after `text` (`None` marks a non-literal argument).
 fn options_from_literals(literals: &[Option<&ScalarValue>]) -> Result<ChunkOptions> {
+    // `i` is the argument's position in the call; `literals` starts at position 1.
     let literal = |i: usize| -> Result<Option<&ScalarValue>> {
-        match literals.get(i) {
+        match literals.get(i - 1) {
             None => Ok(None),
             Some(Some(v)) => Ok(Some(*v)),
             Some(None) => plan_err!(

@@ -1,0 +1,52 @@
+# Shared helpers for the project's scripts (sourced, not run).
+# Everything installed goes under $STRATA_CACHE (default ~/.cache/strata), so
+# repeated runs and CI on the same machine stay warm; a cold run still works.
+
+export STRATA_CACHE="${STRATA_CACHE:-$HOME/.cache/strata}"
+mkdir -p "$STRATA_CACHE"
+
+log() { printf '\033[1m[strata]\033[0m %s\n' "$*" >&2; }
+die() { printf '[strata] error: %s\n' "$*" >&2; exit 1; }
+
+need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required: $2"; }
+
+# A Python environment with the given pip packages; prints nothing, sets $PY.
+# Uses a venv when the interpreter has one, else pip --target + PYTHONPATH.
+py_env() {
+    local name="$1"; shift
+    local dir="$STRATA_CACHE/py-$name"
+    local stamp="$dir/.installed-$(printf '%s ' "$@" | sha256sum | cut -c1-16)"
+    need python3 "install Python 3 with pip"
+    if [ -x "$dir/venv/bin/python" ]; then
+        PY="$dir/venv/bin/python"
+    elif [ -d "$dir/lib" ]; then
+        PY=python3; export PYTHONPATH="$dir/lib${PYTHONPATH:+:$PYTHONPATH}"
+    elif python3 -m venv "$dir/venv" >/dev/null 2>&1; then
+        PY="$dir/venv/bin/python"
+    else
+        rm -rf "$dir/venv"; mkdir -p "$dir/lib"
+        PY=python3; export PYTHONPATH="$dir/lib${PYTHONPATH:+:$PYTHONPATH}"
+    fi
+    if [ ! -f "$stamp" ]; then
+        log "installing Python packages for $name: $*"
+        if [ "$PY" = python3 ]; then
+            python3 -m pip install --quiet --disable-pip-version-check --target "$dir/lib" "$@"
+        else
+            "$PY" -m pip install --quiet --disable-pip-version-check "$@"
+        fi
+        touch "$stamp"
+    fi
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_port() {
+    local port="$1" what="$2"
+    for _ in $(seq 1 150); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.2
+    done
+    die "$what did not start on 127.0.0.1:$port"
+}

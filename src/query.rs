@@ -1,0 +1,60 @@
+//! `strata query`: ad hoc DataFusion SQL over the files jobs write (Parquet with
+//! Hive partition folders, JSON Lines, CSV), local or on S3.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::json::JsonFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::prelude::SessionContext;
+
+/// Register `tables` and run `sql`, printing the result as a table.
+pub async fn run(sql: &str, tables: &[(String, String)]) -> Result<()> {
+    let ctx = SessionContext::new();
+    strata_operators::register_all(&ctx, &strata_operators::OperatorConfig::from_env());
+    for (name, location) in tables {
+        register(&ctx, name, location).await.with_context(|| format!("table '{name}' at '{location}'"))?;
+    }
+    let df = ctx.sql(sql).await.context("query")?;
+    let batches = df.collect().await.context("query")?;
+    println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+    Ok(())
+}
+
+async fn register(ctx: &SessionContext, name: &str, location: &str) -> Result<()> {
+    let loc = strata_pipeline::storage::resolve(location.trim_end_matches('/'), &BTreeMap::new())?;
+    let lower = location.to_ascii_lowercase();
+    let (format, ext): (Arc<dyn FileFormat>, &str) = if lower.ends_with(".jsonl") || lower.ends_with(".json") || lower.ends_with(".ndjson") {
+        let ext = if lower.ends_with(".json") { ".json" } else if lower.ends_with(".ndjson") { ".ndjson" } else { ".jsonl" };
+        (Arc::new(JsonFormat::default()), ext)
+    } else if lower.ends_with(".csv") {
+        (Arc::new(CsvFormat::default().with_has_header(true)), ".csv")
+    } else {
+        (Arc::new(ParquetFormat::default()), ".parquet")
+    };
+    let table_url = match &loc.local_path {
+        Some(p) => {
+            let s = p.display().to_string();
+            if p.is_dir() { format!("{s}/") } else { s }
+        }
+        None => {
+            let base = url::Url::parse(&loc.url).context("storage URL")?;
+            let root = url::Url::parse(&format!("{}://{}", base.scheme(), base.host_str().unwrap_or_default()))?;
+            ctx.register_object_store(&root, loc.store.clone());
+            if lower.ends_with(ext) { loc.url.clone() } else { format!("{}/", loc.url.trim_end_matches('/')) }
+        }
+    };
+    let url = ListingTableUrl::parse(&table_url)?;
+    let options = ListingOptions::new(format).with_file_extension(ext);
+    let state = ctx.state();
+    let config = ListingTableConfig::new(url).with_listing_options(options).infer_partitions_from_path(&state).await?.infer_schema(&state).await?;
+    if config.file_schema.as_ref().is_some_and(|s| s.fields().is_empty()) {
+        bail!("no {ext} files found");
+    }
+    ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
+    Ok(())
+}
