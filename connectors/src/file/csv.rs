@@ -137,7 +137,10 @@ impl CsvCodec {
                         format!("declared column '{}' is not in the CSV header ({})", f.name(), names.join(", "))
                     })?;
                     if projection.contains(&idx) {
-                        return Err(format!("CSV header column '{}' matches more than one declared column", names[idx]));
+                        return Err(format!(
+                            "CSV header column '{}' matches more than one declared column",
+                            names[idx]
+                        ));
                     }
                     fields[idx] = f.as_ref().clone();
                     projection.push(idx);

@@ -6,11 +6,16 @@
 //!
 //! Semantics (those of `arrow_json`, with the declared columns as the schema):
 //! fields not declared are ignored; a missing or `null` field is NULL, and a bad
-//! record when its column is `NOT NULL`; integers are accepted for float columns;
-//! numeric strings (`"42"`) are accepted for numeric columns and RFC 3339
-//! strings (`"2026-03-01T12:34:56Z"`) for timestamp columns; any other type
-//! mismatch, malformed JSON, invalid UTF-8, or a line holding anything but one
-//! JSON object is a bad record.
+//! record when its column is `NOT NULL`; integers are accepted for float columns
+//! and RFC 3339 strings (`"2026-03-01T12:34:56Z"`) for timestamp columns; other
+//! type mismatches (a string that is not a number for an INT column, a number
+//! for a TEXT column, an object for a scalar...), malformed JSON, invalid UTF-8,
+//! or a line holding anything but one JSON object are bad records.
+//!
+//! Known leniencies inherited from `arrow_json` (kept because checking them
+//! would mean a second pass over every value): a numeric *string* (`"42"`) is
+//! accepted for a numeric column, and a fractional number for an integer column
+//! is truncated (`1.5` -> `1`).
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -64,7 +69,10 @@ impl TextCodec for JsonCodec {
             None => RecordBatch::new_empty(self.schema.clone()),
         };
         if batch.num_rows() != rows {
-            return Err(format!("expected one JSON object per line: found {} values in {rows} lines", batch.num_rows()));
+            return Err(format!(
+                "expected one JSON object per line: found {} values in {rows} lines",
+                batch.num_rows()
+            ));
         }
         Ok(batch)
     }
@@ -86,7 +94,9 @@ impl TextCodec for JsonCodec {
             }
             match obj.get(field.name()) {
                 None => return format!("column '{}' ({}, NOT NULL) is missing", field.name(), field.data_type()),
-                Some(Value::Null) => return format!("column '{}' ({}, NOT NULL) is null", field.name(), field.data_type()),
+                Some(Value::Null) => {
+                    return format!("column '{}' ({}, NOT NULL) is null", field.name(), field.data_type())
+                }
                 Some(_) => {}
             }
         }

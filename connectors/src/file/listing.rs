@@ -70,18 +70,21 @@ pub async fn list(path: &str, storage: &BTreeMap<String, String>) -> Result<List
         });
     }
     if let Some((root_str, pattern)) = split_glob(path) {
-        if root_str.ends_with("://") || (has_scheme && !root_str[root_str.find("://").unwrap_or(0) + 3..].contains(|c| c != '/')) {
+        if root_str.ends_with("://")
+            || (has_scheme && !root_str[root_str.find("://").unwrap_or(0) + 3..].contains(|c| c != '/'))
+        {
             return Err(ConnectorError::InvalidOption {
                 option: "path".into(),
                 value: path.into(),
                 message: "a glob cannot be in the bucket name: use s3://BUCKET/prefix/*.jsonl".into(),
             });
         }
-        let glob = GlobBuilder::new(&pattern).literal_separator(true).build().map_err(|e| ConnectorError::InvalidOption {
-            option: "path".into(),
-            value: path.into(),
-            message: format!("invalid glob: {e}"),
-        })?;
+        let glob =
+            GlobBuilder::new(&pattern).literal_separator(true).build().map_err(|e| ConnectorError::InvalidOption {
+                option: "path".into(),
+                value: path.into(),
+                message: format!("invalid glob: {e}"),
+            })?;
         let root = resolve(&root_str, storage)?;
         let files = list_under(&root, &root_str, Some(&glob.compile_matcher())).await?;
         return finish(path, root, files);

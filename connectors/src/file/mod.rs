@@ -91,7 +91,12 @@ impl Connector for FileConnector {
         Ok(SourceParts { source: Box::new(source), bad_data, dead_letter })
     }
 
-    async fn create_sink(&self, decl: &TableDecl, _schema: SchemaRef, _ctx: &ConnectorContext) -> Result<Arc<dyn Sink>> {
+    async fn create_sink(
+        &self,
+        decl: &TableDecl,
+        _schema: SchemaRef,
+        _ctx: &ConnectorContext,
+    ) -> Result<Arc<dyn Sink>> {
         Err(ConnectorError::Unsupported(format!(
             "table '{}': connector 'file' can only be read from; write with connector = 'parquet'",
             decl.name
@@ -111,7 +116,9 @@ pub async fn build_source(
             Some(f) => f,
             None => infer_format(&options.path, &listing.files)?,
         };
-        if format != FileFormat::Csv && decl.options.get("csv.delimiter").or(decl.options.get("csv.has_header")).is_some() {
+        if format != FileFormat::Csv
+            && decl.options.get("csv.delimiter").or(decl.options.get("csv.has_header")).is_some()
+        {
             return Err(ConnectorError::InvalidOption {
                 option: "csv.*".into(),
                 value: String::new(),
@@ -133,19 +140,24 @@ pub async fn build_source(
         let first = files.first().cloned();
         match (format, first) {
             (FileFormat::Json, _) => {
-                arrow_json::ReaderBuilder::new(schema.clone())
-                    .build_decoder()
-                    .map_err(|e| ConnectorError::Schema(format!("table '{}': the declared columns cannot be read from JSON: {e}", decl.name)))?;
+                arrow_json::ReaderBuilder::new(schema.clone()).build_decoder().map_err(|e| {
+                    ConnectorError::Schema(format!(
+                        "table '{}': the declared columns cannot be read from JSON: {e}",
+                        decl.name
+                    ))
+                })?;
             }
             (FileFormat::Csv, Some(first)) if options.csv_has_header => {
                 let header = csv::read_header(&store, &first, options.csv_delimiter, options.max_record_bytes).await?;
                 if let Some(h) = header {
-                    csv::CsvCodec::new(schema.clone(), Some(&h.names), options.csv_delimiter)
-                        .map_err(|m| ConnectorError::Schema(format!("table '{}': {}: {m}", decl.name, first.display)))?;
+                    csv::CsvCodec::new(schema.clone(), Some(&h.names), options.csv_delimiter).map_err(|m| {
+                        ConnectorError::Schema(format!("table '{}': {}: {m}", decl.name, first.display))
+                    })?;
                 }
             }
             (FileFormat::Parquet, Some(first)) if decl.schema.is_some() => {
-                let keys: Vec<String> = files.iter().flat_map(|f| f.partitions.iter().map(|(k, _)| k.clone())).collect();
+                let keys: Vec<String> =
+                    files.iter().flat_map(|f| f.partitions.iter().map(|(k, _)| k.clone())).collect();
                 parquet_reader::check_declared(&store, &first, &schema, &keys).await?;
             }
             _ => {}
@@ -161,6 +173,16 @@ pub async fn build_source(
 }
 
 /// The Parquet dead-letter table of source `name` (sink name `<name>.dead_letter`).
-fn dead_letter_sink(ctx: &ConnectorContext, name: &str, location: &str, options: &FileOptions) -> Result<Arc<dyn Sink>> {
-    crate::parquet::ParquetSink::for_dead_letters(ctx, &format!("{name}.dead_letter"), location, options.storage.clone())
+fn dead_letter_sink(
+    ctx: &ConnectorContext,
+    name: &str,
+    location: &str,
+    options: &FileOptions,
+) -> Result<Arc<dyn Sink>> {
+    crate::parquet::ParquetSink::for_dead_letters(
+        ctx,
+        &format!("{name}.dead_letter"),
+        location,
+        options.storage.clone(),
+    )
 }

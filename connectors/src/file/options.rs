@@ -99,10 +99,8 @@ impl FileOptions {
     /// Read and validate every option of `options`; unknown ones are errors.
     pub fn parse(options: &TableOptions) -> Result<Self> {
         let mut r: OptionReader = options.reader("file");
-        let path = r.require(
-            "path",
-            "set path to a file, directory, glob (data/*.jsonl) or URL (s3://bucket/prefix/)",
-        )?;
+        let path =
+            r.require("path", "set path to a file, directory, glob (data/*.jsonl) or URL (s3://bucket/prefix/)")?;
         if path.trim().is_empty() {
             return Err(invalid("path", &path, "the path is empty"));
         }

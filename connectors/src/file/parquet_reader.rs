@@ -57,7 +57,8 @@ pub async fn infer_schema(store: &Arc<dyn ObjectStore>, files: &[Arc<FileEntry>]
         return Ok(Arc::new(Schema::empty()));
     };
     let b = builder(store, first).await?;
-    let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone().with_metadata(Default::default())).collect();
+    let mut fields: Vec<Field> =
+        b.schema().fields().iter().map(|f| f.as_ref().clone().with_metadata(Default::default())).collect();
     for file in files {
         for (k, _) in &file.partitions {
             if !fields.iter().any(|f| f.name() == k) {
@@ -151,8 +152,8 @@ impl ParquetCursor {
         end: Option<u64>,
     ) -> Result<Self, PipelineError> {
         let b = builder(store, &file).await?;
-        let (sources, roots) =
-            plan_columns(&schema, b.schema(), &file, partition_keys).map_err(|m| PipelineError::source(&file.url, m))?;
+        let (sources, roots) = plan_columns(&schema, b.schema(), &file, partition_keys)
+            .map_err(|m| PipelineError::source(&file.url, m))?;
         let total: u64 = b.metadata().row_groups().iter().map(|rg| rg.num_rows().max(0) as u64).sum();
         let end = end.unwrap_or(total).min(total);
         let start = start.min(end);
@@ -196,11 +197,12 @@ impl ParquetCursor {
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for (f, src) in self.schema.fields().iter().zip(&self.sources) {
             let col = match src {
-                ColumnSource::File(name) => batch
-                    .column_by_name(name)
-                    .cloned()
-                    .ok_or_else(|| PipelineError::source(&self.file.url, format!("column '{name}' missing from a batch")))?,
-                ColumnSource::Partition(Some(v)) => Arc::new(StringArray::from(vec![v.as_str(); batch.num_rows()])) as ArrayRef,
+                ColumnSource::File(name) => batch.column_by_name(name).cloned().ok_or_else(|| {
+                    PipelineError::source(&self.file.url, format!("column '{name}' missing from a batch"))
+                })?,
+                ColumnSource::Partition(Some(v)) => {
+                    Arc::new(StringArray::from(vec![v.as_str(); batch.num_rows()])) as ArrayRef
+                }
                 ColumnSource::Partition(None) => new_null_array(&DataType::Utf8, batch.num_rows()),
             };
             let col = if col.data_type() == f.data_type() {
@@ -209,7 +211,12 @@ impl ParquetCursor {
                 cast_with_options(&col, f.data_type(), &opts).map_err(|e| {
                     PipelineError::source(
                         &self.file.url,
-                        format!("column '{}' ({}) cannot be read as declared type {}: {e}", f.name(), col.data_type(), f.data_type()),
+                        format!(
+                            "column '{}' ({}) cannot be read as declared type {}: {e}",
+                            f.name(),
+                            col.data_type(),
+                            f.data_type()
+                        ),
                     )
                 })?
             };

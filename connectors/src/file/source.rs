@@ -163,7 +163,9 @@ impl FileSource {
     fn state(&self) -> FileState {
         match (self.files.get(self.idx), self.files.last()) {
             (Some(f), _) => FileState { file: Some(f.url.clone()), offset: self.offset, line: self.line, done: false },
-            (None, Some(last)) => FileState { file: Some(last.url.clone()), offset: self.offset, line: self.line, done: true },
+            (None, Some(last)) => {
+                FileState { file: Some(last.url.clone()), offset: self.offset, line: self.line, done: true }
+            }
             (None, None) => FileState::default(),
         }
     }
@@ -215,7 +217,6 @@ impl Opener {
             ),
         })
     }
-
 }
 
 #[async_trait]
@@ -295,7 +296,13 @@ impl Source for FileSource {
             }
             let (end, line) = reader.position();
             if end > start {
-                ep.ranges.push(SplitRange { split: file.url.clone(), start, end, first_record, records: range_records });
+                ep.ranges.push(SplitRange {
+                    split: file.url.clone(),
+                    start,
+                    end,
+                    first_record,
+                    records: range_records,
+                });
             }
             (self.offset, self.line) = (end, line);
             if !done {
@@ -321,7 +328,10 @@ impl Source for FileSource {
             let idx = self.position_of(&range.split).map_err(|_| {
                 PipelineError::source(
                     &self.name,
-                    format!("cannot replay {}: the file is no longer listed under '{}'", range.split, self.options.path),
+                    format!(
+                        "cannot replay {}: the file is no longer listed under '{}'",
+                        range.split, self.options.path
+                    ),
                 )
             })?;
             let file = self.files[idx].clone();
@@ -343,7 +353,8 @@ impl Source for FileSource {
                 self.reader = None;
                 if file_done {
                     self.idx = idx + 1;
-                    (self.offset, self.line) = if self.idx < self.files.len() { self.file_start() } else { (end, line) };
+                    (self.offset, self.line) =
+                        if self.idx < self.files.len() { self.file_start() } else { (end, line) };
                 } else {
                     (self.idx, self.offset, self.line) = (idx, end, line);
                 }

@@ -98,10 +98,7 @@ async fn jsonl_happy_path_ignores_extra_fields_and_fills_missing_nullables() {
     assert_eq!(s.size_hint(), Some(std::fs::metadata(&path).unwrap().len()));
     let eps = read_all(&mut s, &limits(1000, 1 << 30)).await;
     assert_eq!(eps.len(), 1);
-    assert_eq!(
-        all_rows(&eps),
-        vec!["1|a|2026-03-01T12:34:56Z", "2|NULL|NULL", "3|NULL|2026-02-28T23:00:00Z"]
-    );
+    assert_eq!(all_rows(&eps), vec!["1|a|2026-03-01T12:34:56Z", "2|NULL|NULL", "3|NULL|2026-02-28T23:00:00Z"]);
     let ep = &eps[0];
     assert!(ep.bad.is_empty());
     assert_eq!(ep.ranges.len(), 1);
@@ -117,11 +114,11 @@ async fn every_kind_of_bad_record_is_reported_and_good_rows_survive() {
     let mut data = Vec::new();
     let lines: Vec<Vec<u8>> = vec![
         br#"{"id": 1, "title": "ok"}"#.to_vec(),
-        br#"{"id": 2, "title": "#.to_vec(),                     // malformed
-        br#"{"id": "abc"}"#.to_vec(),                           // wrong type
-        b"{\"id\": 4, \"title\": \"\xff\xfe\"}".to_vec(),       // invalid UTF-8
+        br#"{"id": 2, "title": "#.to_vec(),               // malformed
+        br#"{"id": "abc"}"#.to_vec(),                     // wrong type
+        b"{\"id\": 4, \"title\": \"\xff\xfe\"}".to_vec(), // invalid UTF-8
         format!(r#"{{"id": 5, "title": "{}"}}"#, "x".repeat(200)).into_bytes(), // oversize
-        br#"{"title": "no id"}"#.to_vec(),                     // missing NOT NULL
+        br#"{"title": "no id"}"#.to_vec(),                // missing NOT NULL
         br#"{"id": 7, "title": "ok too"}"#.to_vec(),
     ];
     let mut offsets = Vec::new();
@@ -195,12 +192,15 @@ async fn epoch_limits_split_reading_and_replay_reproduces_each_epoch() {
     write(dir.path(), "in/a.jsonl", &numbered_lines(120, 11));
     write(dir.path(), "in/b.jsonl", &numbered_lines(50, 0));
     let path = dir.path().join("in").to_str().unwrap().to_string();
-    for (max_rows, max_bytes, read_size) in [(17, 1 << 30, 1 << 20), (1000, 300, 50), (5, 100, 7), (1000, 1 << 30, 1 << 20)] {
+    for (max_rows, max_bytes, read_size) in
+        [(17, 1 << 30, 1 << 20), (1000, 300, 50), (5, 100, 7), (1000, 1 << 30, 1 << 20)]
+    {
         let mut s = source(dir.path(), Some(docs_schema()), &[("path", &path)]).await;
         s.set_read_size(read_size);
         let eps = read_all(&mut s, &limits(max_rows, max_bytes)).await;
         let total: Vec<String> = all_rows(&eps);
-        let expected_good = (1..=120).filter(|i| i % 11 != 0 && i % 7 != 0).count() + (1..=50).filter(|i| i % 7 != 0).count();
+        let expected_good =
+            (1..=120).filter(|i| i % 11 != 0 && i % 7 != 0).count() + (1..=50).filter(|i| i % 7 != 0).count();
         assert_eq!(total.len(), expected_good);
         assert_eq!(eps.iter().map(|e| e.bad.len()).sum::<usize>(), 10);
         for ep in &eps {
@@ -210,7 +210,8 @@ async fn epoch_limits_split_reading_and_replay_reproduces_each_epoch() {
             r.set_read_size(read_size);
             let again = r.replay(&ep.ranges).await.unwrap();
             assert_eq!(rows(&again.batches), rows(&ep.batches));
-            let key = |b: &strata_pipeline::BadRecord| (b.position, b.location.clone(), b.reason.clone(), b.raw.clone());
+            let key =
+                |b: &strata_pipeline::BadRecord| (b.position, b.location.clone(), b.reason.clone(), b.raw.clone());
             assert_eq!(again.bad.iter().map(key).collect::<Vec<_>>(), ep.bad.iter().map(key).collect::<Vec<_>>());
             assert_eq!(again.bytes, ep.bytes);
         }
@@ -236,7 +237,8 @@ async fn open_with_state_after_resumes_without_loss_or_duplication() {
     let mut state = None;
     loop {
         // A fresh process per epoch: re-list, restore, read one epoch.
-        let (mut s, _, _) = build_source(&decl(Some(docs_schema()), &[("path", &path)]), &ctx(dir.path())).await.unwrap();
+        let (mut s, _, _) =
+            build_source(&decl(Some(docs_schema()), &[("path", &path)]), &ctx(dir.path())).await.unwrap();
         s.set_read_size(33);
         s.open(state.clone()).await.unwrap();
         match s.read_epoch(&limits(6, 1 << 30)).await.unwrap() {
@@ -314,7 +316,10 @@ async fn csv_with_header_quoted_newlines_and_bad_records() {
                 short,3\n\
                 last,w,5";
     let path = write(dir.path(), "t.csv", data.as_bytes());
-    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new("title", DataType::Utf8, true)]));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("title", DataType::Utf8, true),
+    ]));
     let mut s = source(dir.path(), Some(schema.clone()), &[("path", &path)]).await;
     s.set_read_size(10);
     let eps = read_all(&mut s, &limits(2, 1 << 30)).await;
@@ -328,12 +333,18 @@ async fn csv_with_header_quoted_newlines_and_bad_records() {
     assert!(bad[1].location.ends_with("t.csv:7"));
     assert_eq!(eps[0].ranges[0].first_record, 2);
     for ep in &eps {
-        let again = source(dir.path(), Some(schema.clone()), &[("path", &path)]).await.replay(&ep.ranges).await.unwrap();
+        let again =
+            source(dir.path(), Some(schema.clone()), &[("path", &path)]).await.replay(&ep.ranges).await.unwrap();
         assert_eq!(rows(&again.batches), rows(&ep.batches));
     }
     // Without a header: positional; a declared column missing from a header is a schema error.
     let path2 = write(dir.path(), "n.csv", b"7;seven\n");
-    let mut s = source(dir.path(), Some(schema.clone()), &[("path", &path2), ("csv.has_header", "false"), ("csv.delimiter", ";")]).await;
+    let mut s = source(
+        dir.path(),
+        Some(schema.clone()),
+        &[("path", &path2), ("csv.has_header", "false"), ("csv.delimiter", ";")],
+    )
+    .await;
     assert_eq!(all_rows(&read_all(&mut s, &limits(10, 1 << 30)).await), vec!["7|seven"]);
     let path3 = write(dir.path(), "h.csv", b"id,name\n1,a\n");
     let err = create_err(dir.path(), Some(schema), &[("path", &path3)]).await;
@@ -342,14 +353,16 @@ async fn csv_with_header_quoted_newlines_and_bad_records() {
 
 fn write_parquet(path: &Path, ids: &[i64], names: &[&str]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new("name", DataType::Utf8, true)]));
+    let schema =
+        Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new("name", DataType::Utf8, true)]));
     let batch = RecordBatch::try_new(
         schema.clone(),
         vec![Arc::new(Int64Array::from(ids.to_vec())), Arc::new(StringArray::from(names.to_vec()))],
     )
     .unwrap();
     let props = parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(2)).build();
-    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, Some(props)).unwrap();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, Some(props)).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
 }
@@ -392,7 +405,10 @@ async fn parquet_infers_columns_and_hive_partitions() {
     assert_eq!(all_rows(&read_all(&mut s2, &limits(100, 1 << 30)).await), expected[3..].to_vec());
 
     // Declared columns are projected and cast; a partition column may be declared.
-    let declared = Arc::new(Schema::new(vec![Field::new("tenant", DataType::Utf8, true), Field::new("id", DataType::Float64, true)]));
+    let declared = Arc::new(Schema::new(vec![
+        Field::new("tenant", DataType::Utf8, true),
+        Field::new("id", DataType::Float64, true),
+    ]));
     let mut s = source(dir.path(), Some(declared.clone()), &[("path", &path)]).await;
     assert_eq!(all_rows(&read_all(&mut s, &limits(100, 1 << 30)).await)[3], "c|4.0");
     let missing = Arc::new(Schema::new(vec![Field::new("nope", DataType::Utf8, true)]));
@@ -444,7 +460,10 @@ async fn dead_letter_policy_builds_a_sink() {
     let parts = connector("file")
         .unwrap()
         .create_source(
-            &decl(Some(docs_schema()), &[("path", &path), ("bad_data", "dead_letter"), ("dead_letter", dlq.to_str().unwrap())]),
+            &decl(
+                Some(docs_schema()),
+                &[("path", &path), ("bad_data", "dead_letter"), ("dead_letter", dlq.to_str().unwrap())],
+            ),
             &ctx(dir.path()),
         )
         .await

@@ -80,7 +80,6 @@ struct Skip {
     len: u64,
 }
 
-
 /// Reads records of one file from a position up to an end offset.
 pub struct TextCursor {
     codec: Arc<dyn TextCodec>,
@@ -161,7 +160,9 @@ impl TextCursor {
     /// Append the next chunk of the file to the buffer (and prefetch the one after).
     async fn fetch(&mut self) -> strata_pipeline::Result<()> {
         let chunk = match self.prefetch.take() {
-            Some((start, h)) if start == self.fetched => h.await.map_err(|e| self.read_err(e))?.map_err(|e| self.read_err(e))?,
+            Some((start, h)) if start == self.fetched => {
+                h.await.map_err(|e| self.read_err(e))?.map_err(|e| self.read_err(e))?
+            }
             other => {
                 if let Some((_, h)) = other {
                     h.abort();
@@ -171,7 +172,9 @@ impl TextCursor {
             }
         };
         if chunk.is_empty() {
-            return Err(self.read_err(format!("file ended at byte {} before its listed size {}", self.fetched, self.end)));
+            return Err(
+                self.read_err(format!("file ended at byte {} before its listed size {}", self.fetched, self.end))
+            );
         }
         self.fetched += chunk.len() as u64;
         if self.buf.is_empty() {
@@ -223,7 +226,12 @@ impl TextCursor {
                 if self.codec.is_blank(content) {
                     // not a record
                 } else if content.len() > self.max_record {
-                    step.bad.push(self.oversize(pos as u64, line, content[..self.max_record].to_vec(), content.len() as u64));
+                    step.bad.push(self.oversize(
+                        pos as u64,
+                        line,
+                        content[..self.max_record].to_vec(),
+                        content.len() as u64,
+                    ));
                     step.records += 1;
                 } else {
                     recs.push(Rec { start: pos, end: content_end, line });

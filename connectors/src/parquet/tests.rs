@@ -200,4 +200,25 @@ async fn encode_throughput_1kb_rows() {
         stats.files,
         stats.bytes as f64 / 1e6
     );
+
+    // Baseline: parquet's ArrowWriter alone, same properties, one thread.
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(parquet::basic::ZstdLevel::try_new(3).unwrap()))
+        .set_max_row_group_row_count(Some(122_880))
+        .build();
+    let file = std::fs::File::create(dir.path().join("baseline.parquet")).unwrap();
+    let start = Instant::now();
+    let mut raw = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props)).unwrap();
+    let mut written = 0;
+    let mut i = 0;
+    while written < rows_total {
+        let b = &batches[i % batches.len()];
+        let n = b.num_rows().min(rows_total - written);
+        raw.write(&b.slice(0, n)).unwrap();
+        written += n;
+        i += 1;
+    }
+    raw.close().unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    println!("baseline ArrowWriter: {:.2}s -> {:.0} MB/s", secs, mb / secs);
 }

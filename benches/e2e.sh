@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# End-to-end throughput: jobs/passthrough.sql (JSON Lines -> Parquet, ZSTD) against
+# DuckDB's COPY (SELECT * FROM read_json('f.jsonl')) TO 'out.parquet', same input,
+# same machine, same run. Also runs strata on a quarter of the input to show that
+# peak memory does not grow with the input size.
+#
+#   benches/e2e.sh              # 1M rows of ~1 KB
+#   ROWS=200000 benches/e2e.sh  # smaller
+#
+# Prints rows/s, MB/s and peak RSS for each, and strata/DuckDB ratios.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+ROWS="${ROWS:-1000000}"
+BODY="${BODY_BYTES:-850}"   # ~1 KB per JSON line with the other fields
+dir="$STRATA_CACHE/bench"
+mkdir -p "$dir"
+input="$dir/passthrough-$ROWS.jsonl"
+quarter="$dir/passthrough-$((ROWS / 4)).jsonl"
+for f in "$input:$ROWS" "$quarter:$((ROWS / 4))"; do
+    path="${f%%:*}"; n="${f##*:}"
+    if [ ! -s "$path" ]; then
+        log "generating $n rows -> $path"
+        python3 scripts/gen_corpus.py --docs "$n" --mean-body-bytes "$BODY" --seed 7 --out "$path.tmp"
+        mv "$path.tmp" "$path"
+    fi
+done
+
+log "building strata (release)"
+cargo build --release --quiet --bin strata
+bin="${CARGO_TARGET_DIR:-target}/release/strata"
+py_env bench duckdb
+
+bytes=$(stat -c %s "$input")
+out="$dir/out"
+rm -rf "$out"; mkdir -p "$out"
+
+# run_timed LABEL CMD... -> prints "LABEL seconds peak_kb"
+run_timed() {
+    local label="$1"; shift
+    local t0 t1
+    t0=$(date +%s.%N)
+    /usr/bin/env time -f "%M" -o "$out/$label.rss" "$@" >"$out/$label.log" 2>&1 || { cat "$out/$label.log"; die "$label failed"; }
+    t1=$(date +%s.%N)
+    echo "$label $(echo "$t1 - $t0" | bc -l) $(cat "$out/$label.rss")"
+}
+command -v time >/dev/null 2>&1 || [ -x /usr/bin/time ] || die "GNU time is needed for peak memory: apt-get install time"
+
+strata_run() { # INPUT OUT CHECKPOINT
+    "$bin" run jobs/passthrough.sql --var INPUT="$1" --var OUT="$2" --checkpoint "$3"
+}
+export -f strata_run; export bin
+
+r_strata=$(run_timed strata bash -c "strata_run '$input' '$out/strata' '$out/ckpt'")
+r_quarter=$(run_timed strata_quarter bash -c "strata_run '$quarter' '$out/strata_q' '$out/ckpt_q'")
+r_duck=$(run_timed duckdb "$PY" -c "
+import duckdb, sys
+con = duckdb.connect()
+con.execute(\"SET threads TO $(nproc)\")
+con.execute(\"COPY (SELECT * FROM read_json('$input', format='newline_delimited')) TO '$out/duck.parquet' (FORMAT parquet, COMPRESSION zstd)\")
+")
+
+python3 - "$ROWS" "$bytes" "$r_strata" "$r_quarter" "$r_duck" <<'PY'
+import sys
+rows, nbytes = int(sys.argv[1]), int(sys.argv[2])
+def parse(s):
+    label, secs, kb = s.split()
+    return label, float(secs), int(kb)
+s, q, d = (parse(x) for x in sys.argv[3:6])
+mb = nbytes / 1e6
+print(f"input: {rows} rows, {mb:.0f} MB")
+for label, secs, kb in (s, d):
+    print(f"{label:8s} {secs:7.2f} s  {rows/secs:10.0f} rows/s  {mb/secs:7.1f} MB/s  peak RSS {kb/1024:7.0f} MiB")
+print(f"strata on a quarter of the input: peak RSS {q[2]/1024:.0f} MiB (full input: {s[2]/1024:.0f} MiB)")
+print(f"ratio strata/duckdb (throughput): {d[1]/s[1]:.2f}x")
+PY
