@@ -76,7 +76,11 @@ fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
         EnvFilter::new("warn,strata=info,strata_pipeline=info,strata_sql=info,strata_connectors=info,strata_operators=info")
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

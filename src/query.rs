@@ -10,6 +10,7 @@ use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::catalog::TableProvider;
 use datafusion::prelude::SessionContext;
 
 /// Register `tables` and run `sql`, printing the result as a table.
@@ -55,6 +56,30 @@ async fn register(ctx: &SessionContext, name: &str, location: &str) -> Result<()
     if config.file_schema.as_ref().is_some_and(|s| s.fields().is_empty()) {
         bail!("no {ext} files found");
     }
-    ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
+    let partition_cols: Vec<String> = config.options.as_ref().map(|o| o.table_partition_cols.iter().map(|(c, _)| c.clone()).collect()).unwrap_or_default();
+    let table = Arc::new(ListingTable::try_new(config)?);
+    if partition_cols.is_empty() {
+        ctx.register_table(name, table)?;
+        return Ok(());
+    }
+    // Hive writes NULL partition values as __HIVE_DEFAULT_PARTITION__; read them
+    // back as NULL, as Athena and strata's file source do.
+    let raw = format!("__strata_raw_{name}");
+    let schema = table.schema();
+    ctx.register_table(raw.as_str(), table)?;
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let cols: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if partition_cols.contains(f.name()) {
+                format!("NULLIF(CAST({c} AS VARCHAR), '__HIVE_DEFAULT_PARTITION__') AS {c}", c = quote(f.name()))
+            } else {
+                quote(f.name())
+            }
+        })
+        .collect();
+    let view = ctx.sql(&format!("SELECT {} FROM {}", cols.join(", "), quote(&raw))).await?.into_view();
+    ctx.register_table(name, view)?;
     Ok(())
 }

@@ -276,7 +276,22 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
             for (sink, st) in &staged {
                 manifest.sinks.entry(sink.name().to_string()).or_default().extend(st.objects());
             }
-            checkpoint.log_manifest(&manifest).await?;
+            // A replay keeps the interrupted attempt's objects in its manifest: if
+            // the replay is interrupted too, the next one must still remove them.
+            let mut logged = manifest.clone();
+            if input.replay {
+                if let Some(old) = replay_manifest.as_ref().filter(|m| m.epoch == epoch) {
+                    for (sink, objects) in &old.sinks {
+                        let entry = logged.sinks.entry(sink.clone()).or_default();
+                        for o in objects {
+                            if !entry.contains(o) {
+                                entry.push(o.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            checkpoint.log_manifest(&logged).await?;
 
             // 5. Publish.
             let published = futures::future::try_join_all(staged.into_iter().map(|(sink, st)| async move {
@@ -324,7 +339,14 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
         }
         .instrument(span)
         .await?;
+        if shutdown.is_triggered() {
+            // The reader may already hold a prefetched epoch; it was never
+            // logged, so dropping it loses nothing: the next run reads it again.
+            tracing::info!(job = %job_name, epoch, "drained: committed the current epoch, stopping");
+            break;
+        }
     }
+    drop(rx);
     progress.finish();
     match reader.await {
         Ok(()) => {}

@@ -18,6 +18,14 @@ pub enum SqlError {
         #[source]
         source: std::io::Error,
     },
+    /// A connector could not reach what it needs (storage, network): a runtime
+    /// failure of a job that may well be right.
+    #[error("table '{table}': {source}")]
+    Connect {
+        table: String,
+        #[source]
+        source: strata_connectors::ConnectorError,
+    },
     /// Building the runtime failed (storage, checkpoint).
     #[error(transparent)]
     Pipeline(#[from] strata_pipeline::PipelineError),

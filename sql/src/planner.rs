@@ -128,18 +128,22 @@ fn connector_err(file: &str, decl: &TableDef, e: ConnectorError) -> SqlError {
             at(option).error(file, format!("table '{}': {e}", decl.name))
         }
         ConnectorError::MissingOption { .. } => decl.with_pos.error(file, format!("table '{}': {e}", decl.name)),
+        // Unreachable storage, I/O and the like: the job may be right and the
+        // world wrong, so this is a runtime failure (exit 1), not a plan error.
+        ConnectorError::Pipeline(_) => SqlError::Connect { table: decl.name.clone(), source: e },
         _ => decl.pos.error(file, format!("table '{}': {e}", decl.name)),
     }
 }
 
 fn df_err(file: &str, at: Pos, e: DataFusionError) -> SqlError {
+    let msg = e.to_string();
     let pos = e
         .diagnostic()
         .and_then(|d| d.span)
         .filter(|s| s.start.line > 0)
         .map(|s| Pos { line: s.start.line, column: s.start.column })
+        .or_else(|| parser_error_position(&msg))
         .unwrap_or(at);
-    let msg = e.to_string();
     let msg = msg.strip_prefix("Error during planning: ").unwrap_or(&msg).to_string();
     let hint = if msg.contains("No field named") {
         " (check the column name against the source's declared columns)"
@@ -149,6 +153,16 @@ fn df_err(file: &str, at: Pos, e: DataFusionError) -> SqlError {
         ""
     };
     pos.error(file, format!("{msg}{hint}"))
+}
+
+/// sqlparser reports positions only in its message ("... at Line: 9, Column: 12");
+/// the query text is padded, so they are positions in the job file.
+fn parser_error_position(msg: &str) -> Option<Pos> {
+    let i = msg.rfind("Line: ")?;
+    let rest = &msg[i + 6..];
+    let (line, rest) = rest.split_once(", Column: ")?;
+    let column: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    Some(Pos { line: line.trim().parse().ok()?, column: column.parse().ok()? })
 }
 
 fn declared_schema(file: &str, t: &TableDef) -> Result<Option<SchemaRef>> {
@@ -235,6 +249,20 @@ pub async fn plan_text(file: &str, text: &str, default_name: &str, opts: &PlanOp
     };
     let cctx = ConnectorContext { job_name: job_name.clone(), staging_dir };
 
+    for ins in &inserts {
+        if !tables.iter().any(|t| t.name.eq_ignore_ascii_case(&ins.table)) {
+            let known: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+            return Err(ins.pos.error(
+                file,
+                format!(
+                    "INSERT INTO '{}': no such table (declared: {}); declare it with CREATE TABLE {} WITH (connector = 'parquet', path = '...')",
+                    ins.table,
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") },
+                    ins.table
+                ),
+            ));
+        }
+    }
     let targets: BTreeSet<String> = inserts.iter().map(|i| i.table.to_ascii_lowercase()).collect();
     let partitions = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let config = SessionConfig::new().with_target_partitions(partitions).with_information_schema(false).set_bool("datafusion.sql_parser.collect_spans", true);
@@ -294,6 +322,7 @@ pub async fn plan_text(file: &str, text: &str, default_name: &str, opts: &PlanOp
         if !matches!(plan, LogicalPlan::Projection(_) | LogicalPlan::Aggregate(_) | LogicalPlan::Filter(_) | LogicalPlan::Sort(_) | LogicalPlan::Limit(_) | LogicalPlan::Distinct(_) | LogicalPlan::Union(_) | LogicalPlan::Unnest(_) | LogicalPlan::Window(_) | LogicalPlan::SubqueryAlias(_) | LogicalPlan::TableScan(_) | LogicalPlan::Join(_) | LogicalPlan::Values(_)) {
             return Err(ins.query_pos.error(file, "INSERT INTO needs a query (SELECT ...)"));
         }
+        check_row_at_a_time(file, ins, &plan)?;
         let plan = fit_to_table(file, ins, t, plan)?;
         plan.apply(|node| {
             if let LogicalPlan::TableScan(scan) = node {
@@ -360,6 +389,42 @@ pub async fn plan_text(file: &str, text: &str, default_name: &str, opts: &PlanOp
         progress_bar: opts.progress_bar,
     };
     Ok(PlannedJob { job, explain })
+}
+
+/// Queries run once per epoch. Operators whose result depends on seeing every
+/// row at once (aggregates, DISTINCT, LIMIT, window functions, joins and
+/// subqueries between sources) would silently write one partial result per
+/// epoch, so they are rejected until windowed streaming operators exist.
+fn check_row_at_a_time(file: &str, ins: &InsertDef, plan: &LogicalPlan) -> Result<()> {
+    let mut found: Option<&'static str> = None;
+    plan.apply_with_subqueries(|node| {
+        let what = match node {
+            LogicalPlan::Aggregate(_) => Some("GROUP BY / aggregate functions"),
+            LogicalPlan::Distinct(_) => Some("DISTINCT"),
+            LogicalPlan::Limit(_) => Some("LIMIT"),
+            LogicalPlan::Window(_) => Some("window functions (OVER ...)"),
+            LogicalPlan::Join(_) => Some("JOIN"),
+            LogicalPlan::Subquery(_) => Some("subqueries"),
+            _ => None,
+        };
+        if what.is_some() {
+            found = what;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .map_err(|e| df_err(file, ins.query_pos, e))?;
+    match found {
+        None => Ok(()),
+        Some(what) => Err(ins.query_pos.error(
+            file,
+            format!(
+                "{what} in INSERT INTO {}: the query runs once per epoch, so this would write one partial result per epoch. \
+                 Write the rows (SELECT, WHERE, unnest, functions) and aggregate the output with `strata query`",
+                ins.table
+            ),
+        )),
+    }
 }
 
 /// Make the query's output match the target table: names and types from the
