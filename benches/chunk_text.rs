@@ -4,13 +4,12 @@
 //! with `scripts/gen_corpus.py` into the target directory. Chunk sizes: `$MAX_TOKENS`
 //! (default 256) and `$OVERLAP_TOKENS` (default 32), recursive mode.
 //!
-//! `cargo bench --bench chunk_text` runs criterion (documents in parallel with
-//! `chunk_texts` on rayon's pool, as the UDF does per batch, and on one thread). With `STRATA_BENCH_MODE=once` it makes one
-//! timed pass over the corpus instead and prints `strata: <MB> MB in <s> s = <MB/s> MB/s ...`
-//! (what `benches/compare/chunk_text.sh` reads to compare with LangChain).
+//! `cargo bench --bench chunk_text` runs criterion: documents in parallel with `chunk_texts`
+//! on rayon's pool (as the UDF does per batch) and on one thread. For one timed pass over a
+//! large corpus, and the comparison with LangChain, see `benches/compare/chunk_text.sh` (it
+//! uses the `chunk_throughput` example of strata-operators).
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
 use strata_operators::{chunk_text, chunk_texts, tokenizer_for, ChunkMode, ChunkOptions, TextTokenizer};
@@ -75,20 +74,6 @@ fn main() {
     let bodies = load_bodies();
     let bytes: usize = bodies.iter().map(String::len).sum();
     assert!(bytes > 0, "the corpus has no bodies");
-
-    if std::env::var("STRATA_BENCH_MODE").as_deref() == Ok("once") {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let t0 = Instant::now();
-        let chunks = run_parallel(&tok, &bodies, &opts);
-        let secs = t0.elapsed().as_secs_f64();
-        let mb = bytes as f64 / 1e6;
-        println!(
-            "strata: {mb:.1} MB in {secs:.2} s = {:.2} MB/s, {} docs, {chunks} chunks, {threads} threads",
-            mb / secs,
-            bodies.len()
-        );
-        return;
-    }
 
     let mut c = Criterion::default().sample_size(10).configure_from_args();
     let mut g = c.benchmark_group("chunk_text");

@@ -6,7 +6,7 @@
 # 1. fetches the model (scripts/fetch_models.sh) if needed,
 # 2. generates a 50 MB JSONL corpus with scripts/gen_corpus.py (cached under $STRATA_CACHE/bench),
 # 3. installs langchain-text-splitters + tokenizers into $STRATA_CACHE/venv,
-# 4. runs strata's splitter (release-built bench binary, one timed pass, all cores) and
+# 4. runs strata's splitter (release-built chunk_throughput example, one timed pass, all cores) and
 #    LangChain (chunk_size/chunk_overlap in tokens, length_function = the same tokenizer.json),
 # 5. prints MB/s of each and the ratio.
 #
@@ -41,8 +41,10 @@ if ! "$VENV/bin/python" -c "import langchain_text_splitters, tokenizers" 2>/dev/
 fi
 
 echo "corpus: $CORPUS ($(du -h "$CORPUS" | cut -f1)), max_tokens=$MAX_TOKENS overlap_tokens=$OVERLAP_TOKENS, $(nproc) cores"
-rust_line="$(STRATA_BENCH_MODE=once STRATA_BENCH_CORPUS="$CORPUS" cargo bench -q --bench chunk_text 2>/dev/null | grep '^strata:')" \
-    || die "the Rust bench failed; run: STRATA_BENCH_MODE=once STRATA_BENCH_CORPUS=$CORPUS cargo bench --bench chunk_text"
+cargo build -q --release -p strata-operators --example chunk_throughput \
+    || die "cannot build the chunk_throughput example"
+rust_line="$(target/release/examples/chunk_throughput "$CORPUS" "$MAX_TOKENS" "$OVERLAP_TOKENS" | grep '^strata:')" \
+    || die "target/release/examples/chunk_throughput failed"
 echo "$rust_line"
 lc_line="$("$VENV/bin/python" benches/compare/chunk_langchain.py "$CORPUS" --max-tokens "$MAX_TOKENS" --overlap "$OVERLAP_TOKENS" \
     --tokenizer "$STRATA_MODELS/all-MiniLM-L6-v2/tokenizer.json")" || die "benches/compare/chunk_langchain.py failed"
