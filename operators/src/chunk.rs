@@ -402,7 +402,7 @@ fn markdown_level(line: &[u8]) -> i8 {
     }
     let rule = |c: u8| {
         let marks = line.iter().take_while(|&&b| b == c || b == b' ').filter(|&&b| b == c).count();
-        let rest = line.iter().skip_while(|&&b| b == c || b == b' ').next();
+        let rest = line.iter().find(|&&b| b != c && b != b' ');
         marks >= 3 && matches!(rest, None | Some(b'\n' | b'\r'))
     };
     if rule(b'-') || rule(b'*') || rule(b'_') {
