@@ -12,12 +12,28 @@ const ROWS: usize = 50_000;
 
 fn corpus(path: &std::path::Path) -> u64 {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create corpus"));
-    let words = ["pipeline", "token", "budget", "embedding", "tenant", "latency", "vector", "chunk", "summary", "invoice", "región", "東京", "naïve"];
+    let words = [
+        "pipeline",
+        "token",
+        "budget",
+        "embedding",
+        "tenant",
+        "latency",
+        "vector",
+        "chunk",
+        "summary",
+        "invoice",
+        "región",
+        "東京",
+        "naïve",
+    ];
     for i in 0..ROWS {
         let mut body = String::with_capacity(900);
         let mut k = i;
         while body.len() < 850 {
-            k = k.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            k = k
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             body.push_str(words[(k >> 33) as usize % words.len()]);
             body.push(' ');
         }
@@ -37,8 +53,12 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in.jsonl");
     let bytes = corpus(&input);
-    let job = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/jobs/passthrough.sql")).expect("read job");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let job = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/jobs/passthrough.sql"))
+        .expect("read job");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let mut g = c.benchmark_group("file_to_parquet");
     g.throughput(Throughput::Bytes(bytes));
     g.sample_size(10);
@@ -50,11 +70,23 @@ fn bench(c: &mut Criterion) {
             let mut vars = BTreeMap::new();
             vars.insert("INPUT".to_string(), input.display().to_string());
             vars.insert("OUT".to_string(), out.display().to_string());
-            let opts = strata_sql::PlanOptions { vars, checkpoint: Some(out.join("ckpt").display().to_string()), ..Default::default() };
+            let opts = strata_sql::PlanOptions {
+                vars,
+                checkpoint: Some(out.join("ckpt").display().to_string()),
+                ..Default::default()
+            };
             rt.block_on(async {
-                let planned = strata_sql::plan_text("passthrough.sql", &job, "passthrough", &opts).await.expect("plan");
-                let summary = strata_pipeline::run(planned.job, strata_pipeline::Shutdown::default()).await.expect("run");
-                assert_eq!(summary.sinks.values().map(|s| s.stats.rows).sum::<u64>(), ROWS as u64);
+                let planned = strata_sql::plan_text("passthrough.sql", &job, "passthrough", &opts)
+                    .await
+                    .expect("plan");
+                let summary =
+                    strata_pipeline::run(planned.job, strata_pipeline::Shutdown::default())
+                        .await
+                        .expect("run");
+                assert_eq!(
+                    summary.sinks.values().map(|s| s.stats.rows).sum::<u64>(),
+                    ROWS as u64
+                );
             });
             std::fs::remove_dir_all(&out).ok();
         })

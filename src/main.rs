@@ -94,7 +94,10 @@ const EXIT_PLAN: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -105,7 +108,9 @@ fn main() -> ExitCode {
         match dispatch(cli.command).await {
             Ok(code) => code,
             Err(e) => {
-                let plan = e.downcast_ref::<SqlError>().is_some_and(|e| e.is_plan_error());
+                let plan = e
+                    .downcast_ref::<SqlError>()
+                    .is_some_and(|e| e.is_plan_error());
                 eprintln!("error: {e:#}");
                 ExitCode::from(if plan { EXIT_PLAN } else { EXIT_RUNTIME })
             }
@@ -115,14 +120,26 @@ fn main() -> ExitCode {
 
 async fn dispatch(cmd: Command) -> Result<ExitCode> {
     match cmd {
-        Command::Run { job, vars, checkpoint, metrics_addr } => {
+        Command::Run {
+            job,
+            vars,
+            checkpoint,
+            metrics_addr,
+        } => {
             if let Some(addr) = metrics_addr {
                 metrics_exporter_prometheus::PrometheusBuilder::new()
                     .with_http_listener(addr)
                     .install()
-                    .with_context(|| format!("cannot serve metrics on {addr}: is the port free?"))?;
+                    .with_context(|| {
+                        format!("cannot serve metrics on {addr}: is the port free?")
+                    })?;
             }
-            let opts = PlanOptions { vars: vars.into_iter().collect::<BTreeMap<_, _>>(), checkpoint, progress_bar: true, ..Default::default() };
+            let opts = PlanOptions {
+                vars: vars.into_iter().collect::<BTreeMap<_, _>>(),
+                checkpoint,
+                progress_bar: true,
+                ..Default::default()
+            };
             let planned = strata_sql::plan_file(&job, &opts).await?;
             let shutdown = Shutdown::default();
             spawn_signal_handler(shutdown.clone());
@@ -132,7 +149,10 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain { job, vars } => {
-            let opts = PlanOptions { vars: vars.into_iter().collect(), ..Default::default() };
+            let opts = PlanOptions {
+                vars: vars.into_iter().collect(),
+                ..Default::default()
+            };
             let planned = strata_sql::plan_file(&job, &opts).await?;
             print!("{}", planned.explain);
             Ok(ExitCode::SUCCESS)
@@ -148,13 +168,14 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
 /// Second: exit at once (the next run re-runs the uncommitted epoch).
 fn spawn_signal_handler(shutdown: Shutdown) {
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
         for n in 0.. {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
@@ -164,7 +185,9 @@ fn spawn_signal_handler(shutdown: Shutdown) {
                 tracing::info!("signal received: finishing the current epoch, then exiting (signal again to stop at once)");
                 shutdown.trigger();
             } else {
-                eprintln!("second signal: stopping now; the next run re-runs the uncommitted epoch");
+                eprintln!(
+                    "second signal: stopping now; the next run re-runs the uncommitted epoch"
+                );
                 std::process::exit(130);
             }
         }

@@ -5,12 +5,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use datafusion::catalog::TableProvider;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::file_format::FileFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
-use datafusion::catalog::TableProvider;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::prelude::SessionContext;
 
 /// Register `tables` and run `sql`, printing the result as a table.
@@ -18,7 +20,9 @@ pub async fn run(sql: &str, tables: &[(String, String)]) -> Result<()> {
     let ctx = SessionContext::new();
     strata_operators::register_all(&ctx, &strata_operators::OperatorConfig::from_env());
     for (name, location) in tables {
-        register(&ctx, name, location).await.with_context(|| format!("table '{name}' at '{location}'"))?;
+        register(&ctx, name, location)
+            .await
+            .with_context(|| format!("table '{name}' at '{location}'"))?;
     }
     let df = ctx.sql(sql).await.context("query")?;
     let batches = df.collect().await.context("query")?;
@@ -29,34 +33,71 @@ pub async fn run(sql: &str, tables: &[(String, String)]) -> Result<()> {
 async fn register(ctx: &SessionContext, name: &str, location: &str) -> Result<()> {
     let loc = strata_pipeline::storage::resolve(location.trim_end_matches('/'), &BTreeMap::new())?;
     let lower = location.to_ascii_lowercase();
-    let (format, ext): (Arc<dyn FileFormat>, &str) = if lower.ends_with(".jsonl") || lower.ends_with(".json") || lower.ends_with(".ndjson") {
-        let ext = if lower.ends_with(".json") { ".json" } else if lower.ends_with(".ndjson") { ".ndjson" } else { ".jsonl" };
-        (Arc::new(JsonFormat::default()), ext)
-    } else if lower.ends_with(".csv") {
-        (Arc::new(CsvFormat::default().with_has_header(true)), ".csv")
-    } else {
-        (Arc::new(ParquetFormat::default()), ".parquet")
-    };
+    let (format, ext): (Arc<dyn FileFormat>, &str) =
+        if lower.ends_with(".jsonl") || lower.ends_with(".json") || lower.ends_with(".ndjson") {
+            let ext = if lower.ends_with(".json") {
+                ".json"
+            } else if lower.ends_with(".ndjson") {
+                ".ndjson"
+            } else {
+                ".jsonl"
+            };
+            (Arc::new(JsonFormat::default()), ext)
+        } else if lower.ends_with(".csv") {
+            (Arc::new(CsvFormat::default().with_has_header(true)), ".csv")
+        } else {
+            (Arc::new(ParquetFormat::default()), ".parquet")
+        };
     let table_url = match &loc.local_path {
         Some(p) => {
             let s = p.display().to_string();
-            if p.is_dir() { format!("{s}/") } else { s }
+            if p.is_dir() {
+                format!("{s}/")
+            } else {
+                s
+            }
         }
         None => {
             let base = url::Url::parse(&loc.url).context("storage URL")?;
-            let root = url::Url::parse(&format!("{}://{}", base.scheme(), base.host_str().unwrap_or_default()))?;
+            let root = url::Url::parse(&format!(
+                "{}://{}",
+                base.scheme(),
+                base.host_str().unwrap_or_default()
+            ))?;
             ctx.register_object_store(&root, loc.store.clone());
-            if lower.ends_with(ext) { loc.url.clone() } else { format!("{}/", loc.url.trim_end_matches('/')) }
+            if lower.ends_with(ext) {
+                loc.url.clone()
+            } else {
+                format!("{}/", loc.url.trim_end_matches('/'))
+            }
         }
     };
     let url = ListingTableUrl::parse(&table_url)?;
     let options = ListingOptions::new(format).with_file_extension(ext);
     let state = ctx.state();
-    let config = ListingTableConfig::new(url).with_listing_options(options).infer_partitions_from_path(&state).await?.infer_schema(&state).await?;
-    if config.file_schema.as_ref().is_some_and(|s| s.fields().is_empty()) {
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .infer_partitions_from_path(&state)
+        .await?
+        .infer_schema(&state)
+        .await?;
+    if config
+        .file_schema
+        .as_ref()
+        .is_some_and(|s| s.fields().is_empty())
+    {
         bail!("no {ext} files found");
     }
-    let partition_cols: Vec<String> = config.options.as_ref().map(|o| o.table_partition_cols.iter().map(|(c, _)| c.clone()).collect()).unwrap_or_default();
+    let partition_cols: Vec<String> = config
+        .options
+        .as_ref()
+        .map(|o| {
+            o.table_partition_cols
+                .iter()
+                .map(|(c, _)| c.clone())
+                .collect()
+        })
+        .unwrap_or_default();
     let table = Arc::new(ListingTable::try_new(config)?);
     if partition_cols.is_empty() {
         ctx.register_table(name, table)?;
@@ -73,13 +114,19 @@ async fn register(ctx: &SessionContext, name: &str, location: &str) -> Result<()
         .iter()
         .map(|f| {
             if partition_cols.contains(f.name()) {
-                format!("NULLIF(CAST({c} AS VARCHAR), '__HIVE_DEFAULT_PARTITION__') AS {c}", c = quote(f.name()))
+                format!(
+                    "NULLIF(CAST({c} AS VARCHAR), '__HIVE_DEFAULT_PARTITION__') AS {c}",
+                    c = quote(f.name())
+                )
             } else {
                 quote(f.name())
             }
         })
         .collect();
-    let view = ctx.sql(&format!("SELECT {} FROM {}", cols.join(", "), quote(&raw))).await?.into_view();
+    let view = ctx
+        .sql(&format!("SELECT {} FROM {}", cols.join(", "), quote(&raw)))
+        .await?
+        .into_view();
     ctx.register_table(name, view)?;
     Ok(())
 }

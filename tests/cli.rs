@@ -28,13 +28,21 @@ fn job(dir: &std::path::Path, input: &str, extra_source_options: &str) -> std::p
 fn unreachable_storage_is_a_runtime_failure_not_a_plan_error() {
     let tmp = tempdir();
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let opts = format!(", 'storage.endpoint' = 'http://127.0.0.1:{port}', 'storage.allow_http' = 'true', 'storage.access_key_id' = 'x', 'storage.secret_access_key' = 'y'");
     let path = job(tmp.path(), "s3://no-such-bucket/in/", &opts);
     let mut cmd = strata_cmd(tmp.path());
     cmd.args(["run", s(&path)]).env("AWS_REGION", "us-east-1");
     let o = run_cmd(cmd);
-    assert!(o.stderr.contains("s3://no-such-bucket/in"), "the error names the location:\n{}", o.stderr);
+    assert!(
+        o.stderr.contains("s3://no-such-bucket/in"),
+        "the error names the location:\n{}",
+        o.stderr
+    );
     o.expect_code(1, "a run whose storage cannot be reached");
 }
 
@@ -46,9 +54,23 @@ fn a_missing_input_is_a_plan_error_at_the_path_option() {
     let o = strata(tmp.path(), &["run", s(&path)]);
     o.expect_code(2, "a job whose input path does not exist");
     let text = std::fs::read_to_string(&path).expect("job");
-    let line = text.lines().position(|l| l.contains("path = '")).expect("path line") + 1;
-    let col = text.lines().nth(line - 1).expect("line").find("path = '").expect("path") + 1;
-    assert!(o.stderr.contains(&format!("{}:{line}:{col}:", s(&path))), "the error points at the path option ({line}:{col}):\n{}", o.stderr);
+    let line = text
+        .lines()
+        .position(|l| l.contains("path = '"))
+        .expect("path line")
+        + 1;
+    let col = text
+        .lines()
+        .nth(line - 1)
+        .expect("line")
+        .find("path = '")
+        .expect("path")
+        + 1;
+    assert!(
+        o.stderr.contains(&format!("{}:{line}:{col}:", s(&path))),
+        "the error points at the path option ({line}:{col}):\n{}",
+        o.stderr
+    );
     assert!(o.stderr.contains("does not exist"), "{}", o.stderr);
 }
 
@@ -62,10 +84,21 @@ fn logs_are_plain_text_when_stderr_is_not_a_terminal() {
     let path = job(tmp.path(), s(&input), "");
     let mut cmd = strata_cmd(tmp.path());
     cmd.env_remove("NO_COLOR").args(["run", s(&path)]);
-    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let out = cmd.output().expect("run strata");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("INFO"), "the run logs on stderr:\n{err}");
-    assert!(!err.contains('\u{1b}'), "stderr is a pipe: no ANSI escapes expected:\n{}", err.replace('\u{1b}', "\\e"));
+    assert!(
+        !err.contains('\u{1b}'),
+        "stderr is a pipe: no ANSI escapes expected:\n{}",
+        err.replace('\u{1b}', "\\e")
+    );
 }

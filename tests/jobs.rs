@@ -33,12 +33,24 @@ fn main() {
     let args = Arguments::from_args();
     let mut trials = Vec::new();
     for job in job_files() {
-        let name = job.file_stem().expect("job file name").to_string_lossy().to_string();
+        let name = job
+            .file_stem()
+            .expect("job file name")
+            .to_string_lossy()
+            .to_string();
         let j = job.clone();
-        trials.push(Trial::test(format!("run_matches_golden::{name}"), move || run_matches_golden(&j)));
-        trials.push(Trial::test(format!("explain::{name}"), move || explain(&job)));
+        trials.push(Trial::test(
+            format!("run_matches_golden::{name}"),
+            move || run_matches_golden(&j),
+        ));
+        trials.push(Trial::test(format!("explain::{name}"), move || {
+            explain(&job)
+        }));
     }
-    trials.push(Trial::test("every_golden_folder_has_a_job", golden_folders_have_jobs));
+    trials.push(Trial::test(
+        "every_golden_folder_has_a_job",
+        golden_folders_have_jobs,
+    ));
     libtest_mimic::run(&args, trials).exit();
 }
 
@@ -85,7 +97,8 @@ fn job_vars(text: &str) -> Vec<(String, bool)> {
 /// repository's, everything written lands in the temporary directory.
 fn workdir() -> tempfile::TempDir {
     let tmp = tempdir();
-    std::os::unix::fs::symlink(repo().join("jobs"), tmp.path().join("jobs")).expect("link jobs/ into the working directory");
+    std::os::unix::fs::symlink(repo().join("jobs"), tmp.path().join("jobs"))
+        .expect("link jobs/ into the working directory");
     tmp
 }
 
@@ -105,7 +118,10 @@ fn var_args(job: &Path, out: &Path) -> Result<Vec<String>, Failed> {
 }
 
 fn rel_job(job: &Path) -> String {
-    format!("jobs/{}", job.file_name().expect("file name").to_string_lossy())
+    format!(
+        "jobs/{}",
+        job.file_name().expect("file name").to_string_lossy()
+    )
 }
 
 fn explain(job: &Path) -> Result<(), Failed> {
@@ -116,21 +132,43 @@ fn explain(job: &Path) -> Result<(), Failed> {
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = strata(tmp.path(), &argv);
     if o.code != Some(0) {
-        return Err(format!("strata explain {} exited {:?}\n--- stdout\n{}\n--- stderr\n{}", rel_job(job), o.status, o.stdout, o.stderr).into());
+        return Err(format!(
+            "strata explain {} exited {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            rel_job(job),
+            o.status,
+            o.stdout,
+            o.stderr
+        )
+        .into());
     }
     for needed in ["job:", "sources:", "sinks:", "plan for INSERT INTO"] {
         if !o.stdout.contains(needed) {
-            return Err(format!("strata explain {} printed no '{needed}':\n{}", rel_job(job), o.stdout).into());
+            return Err(format!(
+                "strata explain {} printed no '{needed}':\n{}",
+                rel_job(job),
+                o.stdout
+            )
+            .into());
         }
     }
     if out.exists() {
-        return Err(format!("strata explain {} wrote outputs under {}: {:?}", rel_job(job), out.display(), list_tree(&out)).into());
+        return Err(format!(
+            "strata explain {} wrote outputs under {}: {:?}",
+            rel_job(job),
+            out.display(),
+            list_tree(&out)
+        )
+        .into());
     }
     Ok(())
 }
 
 fn run_matches_golden(job: &Path) -> Result<(), Failed> {
-    let name = job.file_stem().expect("job name").to_string_lossy().to_string();
+    let name = job
+        .file_stem()
+        .expect("job name")
+        .to_string_lossy()
+        .to_string();
     let tmp = workdir();
     let out = tmp.path().join("out");
     let mut args = vec!["run".to_string(), rel_job(job)];
@@ -143,7 +181,11 @@ fn run_matches_golden(job: &Path) -> Result<(), Failed> {
     }
     for (src, c) in &summary.sources {
         if c.records != c.rows + c.dead_lettered + c.dropped {
-            return Err(format!("source {src}: records {} != rows {} + dead-lettered {} + dropped {}", c.records, c.rows, c.dead_lettered, c.dropped).into());
+            return Err(format!(
+                "source {src}: records {} != rows {} + dead-lettered {} + dropped {}",
+                c.records, c.rows, c.dead_lettered, c.dropped
+            )
+            .into());
         }
     }
 
@@ -152,10 +194,18 @@ fn run_matches_golden(job: &Path) -> Result<(), Failed> {
     for (sink, figures) in &summary.sinks {
         let dir = local_path_of(&figures.location);
         if !dir.starts_with(tmp.path()) {
-            failures.push(format!("sink {sink} wrote to {} instead of under OUT={}", dir.display(), out.display()));
+            failures.push(format!(
+                "sink {sink} wrote to {} instead of under OUT={}",
+                dir.display(),
+                out.display()
+            ));
             continue;
         }
-        let files = if dir.exists() { read_table(&dir) } else { Vec::new() };
+        let files = if dir.exists() {
+            read_table(&dir)
+        } else {
+            Vec::new()
+        };
         if dir.exists() {
             assert_only_parquet(&dir);
         }
@@ -172,8 +222,10 @@ fn run_matches_golden(job: &Path) -> Result<(), Failed> {
         let dump = canonical_dump(&rows);
         let golden = expected.join(format!("{sink}.jsonl"));
         if updating() {
-            std::fs::create_dir_all(&expected).map_err(|e| format!("create {}: {e}", expected.display()))?;
-            std::fs::write(&golden, &dump).map_err(|e| format!("write {}: {e}", golden.display()))?;
+            std::fs::create_dir_all(&expected)
+                .map_err(|e| format!("create {}: {e}", expected.display()))?;
+            std::fs::write(&golden, &dump)
+                .map_err(|e| format!("write {}: {e}", golden.display()))?;
             continue;
         }
         let want = match std::fs::read_to_string(&golden) {
@@ -187,7 +239,10 @@ fn run_matches_golden(job: &Path) -> Result<(), Failed> {
             }
         };
         if want != dump {
-            let kept = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("jobs-actual").join(&name).join(format!("{sink}.jsonl"));
+            let kept = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .join("jobs-actual")
+                .join(&name)
+                .join(format!("{sink}.jsonl"));
             let _ = std::fs::create_dir_all(kept.parent().expect("parent"));
             let _ = std::fs::write(&kept, &dump);
             failures.push(format!(
@@ -224,7 +279,16 @@ fn run_matches_golden(job: &Path) -> Result<(), Failed> {
 /// A short description of where two dumps first differ.
 fn first_difference(want: &str, got: &str) -> String {
     let (w, g): (Vec<&str>, Vec<&str>) = (want.lines().collect(), got.lines().collect());
-    let clip = |s: &str| if s.len() > 400 { format!("{}...", &s[..s.char_indices().nth(400).map(|(i, _)| i).unwrap_or(s.len())]) } else { s.to_string() };
+    let clip = |s: &str| {
+        if s.len() > 400 {
+            format!(
+                "{}...",
+                &s[..s.char_indices().nth(400).map(|(i, _)| i).unwrap_or(s.len())]
+            )
+        } else {
+            s.to_string()
+        }
+    };
     for i in 0..w.len().max(g.len()) {
         if w.get(i) != g.get(i) {
             return format!(
@@ -242,12 +306,24 @@ fn first_difference(want: &str, got: &str) -> String {
 
 /// `jobs/expected/<job>/` exists only for jobs that exist.
 fn golden_folders_have_jobs() -> Result<(), Failed> {
-    let jobs: BTreeSet<String> = job_files().iter().map(|j| j.file_stem().expect("stem").to_string_lossy().to_string()).collect();
-    let Ok(rd) = std::fs::read_dir(repo().join("jobs").join("expected")) else { return Ok(()) };
-    let orphans: Vec<String> = rd.flatten().map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| !jobs.contains(n)).collect();
+    let jobs: BTreeSet<String> = job_files()
+        .iter()
+        .map(|j| j.file_stem().expect("stem").to_string_lossy().to_string())
+        .collect();
+    let Ok(rd) = std::fs::read_dir(repo().join("jobs").join("expected")) else {
+        return Ok(());
+    };
+    let orphans: Vec<String> = rd
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| !jobs.contains(n))
+        .collect();
     if orphans.is_empty() {
         Ok(())
     } else {
-        Err(format!("jobs/expected/ holds golden folders of no job: {orphans:?} (remove them)").into())
+        Err(
+            format!("jobs/expected/ holds golden folders of no job: {orphans:?} (remove them)")
+                .into(),
+        )
     }
 }

@@ -33,10 +33,20 @@ fn base(dir: &Path) -> String {
 
 /// 1-based (line, column) of the `nth` (0-based) occurrence of `needle` in `text`, plus `shift` characters.
 fn position(text: &str, needle: &str, nth: usize, shift: usize) -> (usize, usize) {
-    let byte = text.match_indices(needle).nth(nth).unwrap_or_else(|| panic!("'{needle}' (#{nth}) not in the job:\n{text}")).0;
+    let byte = text
+        .match_indices(needle)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("'{needle}' (#{nth}) not in the job:\n{text}"))
+        .0;
     let before = &text[..byte];
     let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1 + shift;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1
+        + shift;
     (line, col)
 }
 
@@ -71,11 +81,26 @@ fn check(dir: &Path, case: Case) {
         let what = format!("{} ({cmd})", case.name);
         o.expect_code(2, &what);
         let prefix = format!("error: {}:", s(&job));
-        let line = o.stderr.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("{what}: stderr has no line starting with '{prefix}':\n{}", o.stderr));
+        let line = o
+            .stderr
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{what}: stderr has no line starting with '{prefix}':\n{}",
+                    o.stderr
+                )
+            });
         let rest = &line[prefix.len()..];
         let mut parts = rest.splitn(3, ':');
-        let got_line: usize = parts.next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{what}: no line number in '{line}'"));
-        let got_col: usize = parts.next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{what}: no column in '{line}'"));
+        let got_line: usize = parts
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{what}: no line number in '{line}'"));
+        let got_col: usize = parts
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{what}: no column in '{line}'"));
         match &case.at {
             At::Exact(l, c) => assert_eq!((got_line, got_col), (*l, *c), "{what}: the error must point at {l}:{c}:\n{}\n--- job\n{}", o.stderr, case.job),
             At::OneOf(v) => assert!(
@@ -86,10 +111,23 @@ fn check(dir: &Path, case: Case) {
             ),
         }
         for m in case.message {
-            assert!(o.stderr.contains(m), "{what}: the message must mention {m:?}:\n{}", o.stderr);
+            assert!(
+                o.stderr.contains(m),
+                "{what}: the message must mention {m:?}:\n{}",
+                o.stderr
+            );
         }
-        assert!(case.hint.iter().any(|h| o.stderr.contains(h)), "{what}: the message must say what to do (one of {:?}):\n{}", case.hint, o.stderr);
-        assert!(!out.exists(), "{what}: a plan error must write nothing: {:?}", list_tree(&out));
+        assert!(
+            case.hint.iter().any(|h| o.stderr.contains(h)),
+            "{what}: the message must say what to do (one of {:?}):\n{}",
+            case.hint,
+            o.stderr
+        );
+        assert!(
+            !out.exists(),
+            "{what}: a plan error must write nothing: {:?}",
+            list_tree(&out)
+        );
     }
 }
 
@@ -101,25 +139,67 @@ fn edit(text: &str, from: &str, to: &str) -> String {
 #[test]
 fn unknown_connector() {
     let tmp = tempdir();
-    let job = edit(&base(tmp.path()), "connector = 'parquet'", "connector = 'parket'");
+    let job = edit(
+        &base(tmp.path()),
+        "connector = 'parquet'",
+        "connector = 'parket'",
+    );
     let (l, c) = position(&job, "connector = 'parket'", 0, 0);
-    check(tmp.path(), Case { name: "unknown_connector", at: At::Exact(l, c), message: &["parket"], hint: &["available: file, parquet"], vars: &[], job });
+    check(
+        tmp.path(),
+        Case {
+            name: "unknown_connector",
+            at: At::Exact(l, c),
+            message: &["parket"],
+            hint: &["available: file, parquet"],
+            vars: &[],
+            job,
+        },
+    );
 }
 
 #[test]
 fn unknown_option() {
     let tmp = tempdir();
-    let job = edit(&base(tmp.path()), "format = 'json')", "format = 'json', colour = 'blue')");
+    let job = edit(
+        &base(tmp.path()),
+        "format = 'json')",
+        "format = 'json', colour = 'blue')",
+    );
     let (l, c) = position(&job, "colour", 0, 0);
-    check(tmp.path(), Case { name: "unknown_option", at: At::Exact(l, c), message: &["unknown option 'colour'"], hint: &["known options", "path"], vars: &[], job });
+    check(
+        tmp.path(),
+        Case {
+            name: "unknown_option",
+            at: At::Exact(l, c),
+            message: &["unknown option 'colour'"],
+            hint: &["known options", "path"],
+            vars: &[],
+            job,
+        },
+    );
 }
 
 #[test]
 fn invalid_option_value() {
     let tmp = tempdir();
-    let job = edit(&base(tmp.path()), "connector = 'parquet', ", "connector = 'parquet', compression = 'lzma', ");
+    let job = edit(
+        &base(tmp.path()),
+        "connector = 'parquet', ",
+        "connector = 'parquet', compression = 'lzma', ",
+    );
     let (l, c) = position(&job, "compression", 0, 0);
-    check(tmp.path(), Case { name: "invalid_option_value", at: At::Exact(l, c), message: &["lzma", "compression"], hint: &["expected zstd"], vars: &[], job });
+    check(
+        tmp.path(),
+        Case {
+            name: "invalid_option_value",
+            at: At::Exact(l, c),
+            message: &["lzma", "compression"],
+            hint: &["expected zstd"],
+            vars: &[],
+            job,
+        },
+    );
 }
 
 #[test]
@@ -129,7 +209,17 @@ fn missing_required_path_of_a_sink() {
     let sink_path = format!(", path = '{}/'", s(&tmp.path().join("out")));
     let job = edit(&base, &sink_path, "");
     let (l, c) = position(&job, "WITH (connector = 'parquet'", 0, 0);
-    check(tmp.path(), Case { name: "missing_sink_path", at: At::Exact(l, c), message: &["requires option 'path'"], hint: &["s3://"], vars: &[], job });
+    check(
+        tmp.path(),
+        Case {
+            name: "missing_sink_path",
+            at: At::Exact(l, c),
+            message: &["requires option 'path'"],
+            hint: &["s3://"],
+            vars: &[],
+            job,
+        },
+    );
 }
 
 #[test]
@@ -139,7 +229,17 @@ fn missing_required_path_of_a_source() {
     let src_path = format!("path = '{}', ", s(&tmp.path().join("in.jsonl")));
     let job = edit(&base, &src_path, "");
     let (l, c) = position(&job, "WITH (connector = 'file'", 0, 0);
-    check(tmp.path(), Case { name: "missing_source_path", at: At::Exact(l, c), message: &["requires option 'path'"], hint: &["set path"], vars: &[], job });
+    check(
+        tmp.path(),
+        Case {
+            name: "missing_source_path",
+            at: At::Exact(l, c),
+            message: &["requires option 'path'"],
+            hint: &["set path"],
+            vars: &[],
+            job,
+        },
+    );
 }
 
 #[test]
@@ -147,24 +247,65 @@ fn column_that_does_not_exist() {
     let tmp = tempdir();
     let job = edit(&base(tmp.path()), "upper(name)", "upper(nmae)");
     let (l, c) = position(&job, "nmae", 0, 0);
-    check(tmp.path(), Case { name: "no_such_column", at: At::Exact(l, c), message: &["nmae"], hint: &["Did you mean", "check the column name"], vars: &[], job });
+    check(
+        tmp.path(),
+        Case {
+            name: "no_such_column",
+            at: At::Exact(l, c),
+            message: &["nmae"],
+            hint: &["Did you mean", "check the column name"],
+            vars: &[],
+            job,
+        },
+    );
 }
 
 #[test]
 fn query_type_does_not_fit_a_declared_sink_column() {
     let tmp = tempdir();
-    let job = edit(&base(tmp.path()), "CREATE TABLE out WITH", "CREATE TABLE out (id BIGINT, name BIGINT) WITH");
+    let job = edit(
+        &base(tmp.path()),
+        "CREATE TABLE out WITH",
+        "CREATE TABLE out (id BIGINT, name BIGINT) WITH",
+    );
     // The statement's query, or better the select item that does not fit.
-    let at = At::OneOf(vec![position(&job, "SELECT id", 0, 0), position(&job, "upper(name)", 0, 0)]);
-    check(tmp.path(), Case { name: "type_mismatch", at, message: &["'name'", "Int64", "Utf8"], hint: &["CAST"], vars: &[], job });
+    let at = At::OneOf(vec![
+        position(&job, "SELECT id", 0, 0),
+        position(&job, "upper(name)", 0, 0),
+    ]);
+    check(
+        tmp.path(),
+        Case {
+            name: "type_mismatch",
+            at,
+            message: &["'name'", "Int64", "Utf8"],
+            hint: &["CAST"],
+            vars: &[],
+            job,
+        },
+    );
 }
 
 #[test]
 fn declared_sink_columns_do_not_match_the_query_count() {
     let tmp = tempdir();
-    let job = edit(&base(tmp.path()), "CREATE TABLE out WITH", "CREATE TABLE out (id BIGINT) WITH");
+    let job = edit(
+        &base(tmp.path()),
+        "CREATE TABLE out WITH",
+        "CREATE TABLE out (id BIGINT) WITH",
+    );
     let (l, c) = position(&job, "SELECT id", 0, 0);
-    check(tmp.path(), Case { name: "column_count", at: At::Exact(l, c), message: &["declares 1 columns but the query returns 2"], hint: &["select exactly the declared columns"], vars: &[], job });
+    check(
+        tmp.path(),
+        Case {
+            name: "column_count",
+            at: At::Exact(l, c),
+            message: &["declares 1 columns but the query returns 2"],
+            hint: &["select exactly the declared columns"],
+            vars: &[],
+            job,
+        },
+    );
 }
 
 /// Regression: a syntax error inside an INSERT's query was reported at the
@@ -176,7 +317,17 @@ fn bad_sql_syntax_in_a_query() {
     // `WHERE id > > 0`: the error is at the second '>', three lines below the query's start.
     let job = edit(&base(tmp.path()), "WHERE id > 0", "WHERE id > > 0");
     let (l, c) = position(&job, "> > 0", 0, 2);
-    check(tmp.path(), Case { name: "syntax_query", at: At::Exact(l, c), message: &["Expected"], hint: &["an expression"], vars: &[], job });
+    check(
+        tmp.path(),
+        Case {
+            name: "syntax_query",
+            at: At::Exact(l, c),
+            message: &["Expected"],
+            hint: &["an expression"],
+            vars: &[],
+            job,
+        },
+    );
 }
 
 #[test]
@@ -184,23 +335,61 @@ fn bad_syntax_in_a_with_clause() {
     let tmp = tempdir();
     let job = edit(&base(tmp.path()), "connector = 'file'", "connector 'file'");
     let (l, c) = position(&job, "'file'", 0, 0);
-    check(tmp.path(), Case { name: "syntax_with", at: At::Exact(l, c), message: &["connector"], hint: &["expected '='"], vars: &[], job });
+    check(
+        tmp.path(),
+        Case {
+            name: "syntax_with",
+            at: At::Exact(l, c),
+            message: &["connector"],
+            hint: &["expected '='"],
+            vars: &[],
+            job,
+        },
+    );
 }
 
 #[test]
 fn unknown_set_key() {
     let tmp = tempdir();
-    let job = edit(&base(tmp.path()), "SET job.name", "SET epoch.max_rowz = '10';\nSET job.name");
+    let job = edit(
+        &base(tmp.path()),
+        "SET job.name",
+        "SET epoch.max_rowz = '10';\nSET job.name",
+    );
     let (l, c) = position(&job, "epoch.max_rowz", 0, 0);
-    check(tmp.path(), Case { name: "unknown_set", at: At::Exact(l, c), message: &["unknown setting 'epoch.max_rowz'"], hint: &["known settings", "epoch.max_rows"], vars: &[], job });
+    check(
+        tmp.path(),
+        Case {
+            name: "unknown_set",
+            at: At::Exact(l, c),
+            message: &["unknown setting 'epoch.max_rowz'"],
+            hint: &["known settings", "epoch.max_rows"],
+            vars: &[],
+            job,
+        },
+    );
 }
 
 #[test]
 fn undefined_variable() {
     let tmp = tempdir();
-    let job = edit(&base(tmp.path()), "WHERE id > 0", "WHERE id > ${MIN_ID_UNDEFINED_IN_TESTS}");
+    let job = edit(
+        &base(tmp.path()),
+        "WHERE id > 0",
+        "WHERE id > ${MIN_ID_UNDEFINED_IN_TESTS}",
+    );
     let (l, c) = position(&job, "${MIN_ID", 0, 0);
-    check(tmp.path(), Case { name: "undefined_var", at: At::Exact(l, c), message: &["MIN_ID_UNDEFINED_IN_TESTS"], hint: &["--var MIN_ID_UNDEFINED_IN_TESTS=VALUE"], vars: &[], job });
+    check(
+        tmp.path(),
+        Case {
+            name: "undefined_var",
+            at: At::Exact(l, c),
+            message: &["MIN_ID_UNDEFINED_IN_TESTS"],
+            hint: &["--var MIN_ID_UNDEFINED_IN_TESTS=VALUE"],
+            vars: &[],
+            job,
+        },
+    );
 }
 
 #[test]
@@ -208,7 +397,8 @@ fn defined_variable_plans() {
     let tmp = tempdir();
     let job = edit(&base(tmp.path()), "WHERE id > 0", "WHERE id > ${MIN_ID}");
     let path = write_job(tmp.path(), "defined_var.sql", &job);
-    strata(tmp.path(), &["explain", s(&path), "--var", "MIN_ID=3"]).expect_code(0, "a job whose variable is given");
+    strata(tmp.path(), &["explain", s(&path), "--var", "MIN_ID=3"])
+        .expect_code(0, "a job whose variable is given");
 }
 
 #[test]
@@ -216,7 +406,17 @@ fn unknown_function() {
     let tmp = tempdir();
     let job = edit(&base(tmp.path()), "upper(name)", "chunk_txt(name)");
     let (l, c) = position(&job, "chunk_txt", 0, 0);
-    check(tmp.path(), Case { name: "unknown_function", at: At::Exact(l, c), message: &["chunk_txt"], hint: &["Did you mean 'chunk_text'", "README"], vars: &[], job });
+    check(
+        tmp.path(),
+        Case {
+            name: "unknown_function",
+            at: At::Exact(l, c),
+            message: &["chunk_txt"],
+            hint: &["Did you mean 'chunk_text'", "README"],
+            vars: &[],
+            job,
+        },
+    );
 }
 
 #[test]
@@ -224,7 +424,17 @@ fn unknown_source_table_in_query() {
     let tmp = tempdir();
     let job = edit(&base(tmp.path()), "FROM src", "FROM srcc");
     let (l, c) = position(&job, "srcc", 0, 0);
-    check(tmp.path(), Case { name: "unknown_table", at: At::Exact(l, c), message: &["srcc"], hint: &["not found"], vars: &[], job });
+    check(
+        tmp.path(),
+        Case {
+            name: "unknown_table",
+            at: At::Exact(l, c),
+            message: &["srcc"],
+            hint: &["not found"],
+            vars: &[],
+            job,
+        },
+    );
 }
 
 #[test]
@@ -232,7 +442,17 @@ fn unsupported_column_type() {
     let tmp = tempdir();
     let job = edit(&base(tmp.path()), "name TEXT)", "name GEOGRAPHY)");
     let (l, c) = position(&job, "name GEOGRAPHY", 0, 0);
-    check(tmp.path(), Case { name: "column_type", at: At::Exact(l, c), message: &["GEOGRAPHY"], hint: &["use TEXT"], vars: &[], job });
+    check(
+        tmp.path(),
+        Case {
+            name: "column_type",
+            at: At::Exact(l, c),
+            message: &["GEOGRAPHY"],
+            hint: &["use TEXT"],
+            vars: &[],
+            job,
+        },
+    );
 }
 
 /// Regression: `INSERT INTO` an undeclared table was reported as "table 'out'
@@ -243,5 +463,15 @@ fn insert_into_an_undeclared_table() {
     let tmp = tempdir();
     let job = edit(&base(tmp.path()), "INSERT INTO out", "INSERT INTO outt");
     let (l, c) = position(&job, "outt", 0, 0);
-    check(tmp.path(), Case { name: "undeclared_target", at: At::Exact(l, c), message: &["outt"], hint: &["CREATE TABLE outt"], vars: &[], job });
+    check(
+        tmp.path(),
+        Case {
+            name: "undeclared_target",
+            at: At::Exact(l, c),
+            message: &["outt"],
+            hint: &["CREATE TABLE outt"],
+            vars: &[],
+            job,
+        },
+    );
 }

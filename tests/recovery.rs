@@ -40,7 +40,10 @@ fn tenant(id: i64) -> String {
 
 /// A bad record's line (BODY is a number where TEXT is declared).
 fn bad_line(k: i64) -> String {
-    format!("{{\"id\": {}, \"tenant\": \"t0\", \"body\": {k}}}", 1_000_000 + k)
+    format!(
+        "{{\"id\": {}, \"tenant\": \"t0\", \"body\": {k}}}",
+        1_000_000 + k
+    )
 }
 
 struct Scenario {
@@ -95,7 +98,14 @@ impl Scenario {
             out = s(&out),
         );
         let job = write_job(dir.path(), "recovery.sql", &text);
-        Scenario { dir, job, out, dlq, bad, runs: 0 }
+        Scenario {
+            dir,
+            job,
+            out,
+            dlq,
+            bad,
+            runs: 0,
+        }
     }
 
     fn checkpoint(&self) -> PathBuf {
@@ -113,9 +123,17 @@ impl Scenario {
         // Objects of an uncommitted manifest already visible in the table.
         if let Some(m) = st.manifests.filter(|m| Some(*m) > st.commits) {
             let path = cp.join("manifests").join(format!("{m:020}.json"));
-            if let Some(objects) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()).and_then(|v| v["sinks"]["out"].as_array().cloned()) {
+            if let Some(objects) = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|v| v["sinks"]["out"].as_array().cloned())
+            {
                 st.in_manifest = objects.len();
-                st.published = objects.iter().filter_map(Value::as_str).filter(|o| self.out.join(o).is_file()).count();
+                st.published = objects
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter(|o| self.out.join(o).is_file())
+                    .count();
             }
         }
         st
@@ -151,12 +169,17 @@ impl Scenario {
             KillAt::After(d) => started.elapsed() >= d,
             _ => at.reached(&sc.state()),
         };
-        self.kill_when(&format!("{at:?}"), &due).unwrap_or_else(|e| panic!("{e}"))
+        self.kill_when(&format!("{at:?}"), &due)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Start a run and SIGKILL it once `due` holds (checked again while the
     /// process is stopped). `Err` when the run ended first.
-    fn kill_when(&mut self, what: &str, due: &dyn Fn(&Scenario) -> bool) -> Result<CheckpointState, String> {
+    fn kill_when(
+        &mut self,
+        what: &str,
+        due: &dyn Fn(&Scenario) -> bool,
+    ) -> Result<CheckpointState, String> {
         let (mut child, stdout, stderr) = self.spawn();
         match common::kill_when(&mut child, &mut || due(self)) {
             Ok(()) => Ok(self.state()),
@@ -177,7 +200,13 @@ impl Scenario {
         let sum = o.summary("the re-run after a crash");
         assert_eq!(sum.outcome, "completed", "{}", o.stdout);
         let expect_replay = killed_in.uncommitted().is_some();
-        assert_eq!(sum.replayed, u64::from(expect_replay), "replayed epochs after a kill in {killed_in:?}:\n{}\n{}", o.stdout, o.stderr);
+        assert_eq!(
+            sum.replayed,
+            u64::from(expect_replay),
+            "replayed epochs after a kill in {killed_in:?}:\n{}\n{}",
+            o.stdout,
+            o.stderr
+        );
         self.check_output();
         sum
     }
@@ -199,17 +228,32 @@ impl Scenario {
         for f in read_table(&self.dlq) {
             for b in &f.batches {
                 let raw = b.column_by_name("raw").expect("raw column");
-                let raw = raw.as_any().downcast_ref::<arrow::array::BinaryArray>().expect("raw is Binary");
-                raws.extend((0..raw.len()).map(|i| String::from_utf8(raw.value(i).to_vec()).expect("UTF-8 raw")));
+                let raw = raw
+                    .as_any()
+                    .downcast_ref::<arrow::array::BinaryArray>()
+                    .expect("raw is Binary");
+                raws.extend(
+                    (0..raw.len())
+                        .map(|i| String::from_utf8(raw.value(i).to_vec()).expect("UTF-8 raw")),
+                );
             }
         }
         raws.sort();
         let mut want = self.bad.clone();
         want.sort();
-        assert_eq!(raws, want, "every bad record exactly once in the dead letter");
+        assert_eq!(
+            raws, want,
+            "every bad record exactly once in the dead letter"
+        );
         let staging = self.checkpoint().join("staging");
-        let left: Vec<String> = list_tree(&staging).into_iter().filter(|e| !e.ends_with('/')).collect();
-        assert!(left.is_empty(), "staged files left behind after a completed run: {left:?}");
+        let left: Vec<String> = list_tree(&staging)
+            .into_iter()
+            .filter(|e| !e.ends_with('/'))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "staged files left behind after a completed run: {left:?}"
+        );
     }
 }
 
@@ -256,7 +300,9 @@ impl KillAt {
             KillAt::Logged(n) => s.uncommitted().is_some_and(|e| e >= n),
             KillAt::Manifested(n) => s.manifests.is_some_and(|m| m >= n && Some(m) > s.commits),
             KillAt::Between(n) => s.commits.is_some_and(|c| c >= n) && s.offsets == s.commits,
-            KillAt::Published(n) => s.manifests.is_some_and(|m| m >= n && Some(m) > s.commits) && s.published > 0,
+            KillAt::Published(n) => {
+                s.manifests.is_some_and(|m| m >= n && Some(m) > s.commits) && s.published > 0
+            }
         }
     }
 }
@@ -265,8 +311,14 @@ fn kill_and_recover(at: KillAt) {
     let mut sc = Scenario::new();
     let state = sc.kill_at(at);
     eprintln!("killed at {at:?} in {state:?}");
-    if matches!(at, KillAt::Logged(_) | KillAt::Manifested(_) | KillAt::Published(_)) {
-        assert!(state.uncommitted().is_some(), "killed at {at:?} with nothing in flight: {state:?}");
+    if matches!(
+        at,
+        KillAt::Logged(_) | KillAt::Manifested(_) | KillAt::Published(_)
+    ) {
+        assert!(
+            state.uncommitted().is_some(),
+            "killed at {at:?} with nothing in flight: {state:?}"
+        );
     }
     sc.finish(&state);
 }
@@ -328,7 +380,10 @@ fn sigterm_drains_then_rerun_completes() {
         if let Some(status) = child.try_wait().expect("wait") {
             panic!("the run ended ({status}) before 5 epochs were committed");
         }
-        assert!(started.elapsed() < RUN_TIMEOUT, "5 epochs not committed in time");
+        assert!(
+            started.elapsed() < RUN_TIMEOUT,
+            "5 epochs not committed in time"
+        );
         if KillAt::Between(5).reached(&sc.state()) || KillAt::Logged(6).reached(&sc.state()) {
             break;
         }
@@ -336,23 +391,42 @@ fn sigterm_drains_then_rerun_completes() {
     }
     signal(pid, libc::SIGSTOP);
     let at = sc.state();
-    assert!(at.commits.is_some_and(|c| c < 30), "the run must still be far from done: {at:?}");
+    assert!(
+        at.commits.is_some_and(|c| c < 30),
+        "the run must still be far from done: {at:?}"
+    );
     signal(pid, libc::SIGTERM);
     signal(pid, libc::SIGCONT);
     let status = wait_timeout(&mut child, RUN_TIMEOUT).expect("a drained run exits");
     let out = std::fs::read_to_string(&stdout).unwrap_or_default();
     let err = strip_ansi(&std::fs::read_to_string(&stderr).unwrap_or_default());
-    assert_eq!(status.code(), Some(0), "SIGTERM: drain, commit and exit 0; got {status}\n--- stdout\n{out}\n--- stderr\n{err}");
-    let sum = Summary::parse(&out).unwrap_or_else(|e| panic!("no summary after SIGTERM ({e}):\n{out}\n{err}"));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM: drain, commit and exit 0; got {status}\n--- stdout\n{out}\n--- stderr\n{err}"
+    );
+    let sum = Summary::parse(&out)
+        .unwrap_or_else(|e| panic!("no summary after SIGTERM ({e}):\n{out}\n{err}"));
     assert_eq!(sum.outcome, "drained on signal", "{out}");
     let drained = sc.state();
-    assert_eq!(drained.uncommitted(), None, "a drained run leaves no epoch in flight: {drained:?}");
-    assert!(drained.commits.is_some_and(|c| c < 41), "it stopped early: {drained:?}");
+    assert_eq!(
+        drained.uncommitted(),
+        None,
+        "a drained run leaves no epoch in flight: {drained:?}"
+    );
+    assert!(
+        drained.commits.is_some_and(|c| c < 41),
+        "it stopped early: {drained:?}"
+    );
 
     // What it committed is there exactly once.
     let rows = table_rows(&sc.out);
     let mut ids = int_column(&rows, "id");
-    assert_eq!(ids.len() as u64, sum.sink("out").rows, "rows in the table = rows the drained run reported");
+    assert_eq!(
+        ids.len() as u64,
+        sum.sink("out").rows,
+        "rows in the table = rows the drained run reported"
+    );
     ids.sort_unstable();
     let n = ids.len();
     ids.dedup();
@@ -361,8 +435,17 @@ fn sigterm_drains_then_rerun_completes() {
 
     let o = sc.run();
     let rest = o.summary("the re-run after a drain");
-    assert_eq!((rest.outcome.as_str(), rest.replayed), ("completed", 0), "{}", o.stdout);
-    assert_eq!(sum.source("src").records + rest.source("src").records, N as u64 + sc.bad.len() as u64, "the two runs together read every record once");
+    assert_eq!(
+        (rest.outcome.as_str(), rest.replayed),
+        ("completed", 0),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(
+        sum.source("src").records + rest.source("src").records,
+        N as u64 + sc.bad.len() as u64,
+        "the two runs together read every record once"
+    );
     sc.check_output();
 }
 
@@ -380,15 +463,22 @@ fn rerun_after_completion_changes_nothing() {
     sc.check_output();
 }
 
-
 fn manifest_path(sc: &Scenario, epoch: u64) -> PathBuf {
-    sc.checkpoint().join("manifests").join(format!("{epoch:020}.json"))
+    sc.checkpoint()
+        .join("manifests")
+        .join(format!("{epoch:020}.json"))
 }
 
 /// Objects of sink `out` in the manifest of `epoch`, if it is there.
 fn manifest_objects(sc: &Scenario, epoch: u64) -> Option<Vec<String>> {
     let v: Value = serde_json::from_slice(&std::fs::read(manifest_path(sc, epoch)).ok()?).ok()?;
-    Some(v["sinks"]["out"].as_array()?.iter().filter_map(|o| o.as_str().map(str::to_string)).collect())
+    Some(
+        v["sinks"]["out"]
+            .as_array()?
+            .iter()
+            .filter_map(|o| o.as_str().map(str::to_string))
+            .collect(),
+    )
 }
 
 /// Make the interrupted attempt of `epoch` look as if it had produced one more
@@ -396,14 +486,26 @@ fn manifest_objects(sc: &Scenario, epoch: u64) -> Option<Vec<String>> {
 /// next-but-many sequence number, listed in its manifest. Returns its name.
 fn add_surplus_object(sc: &Scenario, epoch: u64) -> String {
     let mut objects = manifest_objects(sc, epoch).expect("manifest of the epoch in flight");
-    let published = objects.iter().find(|o| sc.out.join(o.as_str()).is_file()).expect("a published object").clone();
-    let (stem, _) = published.rsplit_once('-').expect("object names end with -<seq>.parquet");
+    let published = objects
+        .iter()
+        .find(|o| sc.out.join(o.as_str()).is_file())
+        .expect("a published object")
+        .clone();
+    let (stem, _) = published
+        .rsplit_once('-')
+        .expect("object names end with -<seq>.parquet");
     let extra = format!("{stem}-09999.parquet");
     std::fs::copy(sc.out.join(&published), sc.out.join(&extra)).expect("copy a published file");
     objects.push(extra.clone());
-    let mut manifest: Value = serde_json::from_slice(&std::fs::read(manifest_path(sc, epoch)).expect("manifest")).expect("manifest JSON");
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(manifest_path(sc, epoch)).expect("manifest"))
+            .expect("manifest JSON");
     manifest["sinks"]["out"] = json!(objects);
-    std::fs::write(manifest_path(sc, epoch), serde_json::to_vec_pretty(&manifest).expect("JSON")).expect("write manifest");
+    std::fs::write(
+        manifest_path(sc, epoch),
+        serde_json::to_vec_pretty(&manifest).expect("JSON"),
+    )
+    .expect("write manifest");
     extra
 }
 
@@ -416,7 +518,10 @@ fn replay_removes_the_interrupted_attempts_surplus_files() {
     let e = first.uncommitted().expect("an epoch in flight");
     let extra = add_surplus_object(&sc, e);
     sc.finish(&first);
-    assert!(!sc.out.join(&extra).exists(), "{extra} must be removed by the replay");
+    assert!(
+        !sc.out.join(&extra).exists(),
+        "{extra} must be removed by the replay"
+    );
 }
 
 /// Regression: a replay used to log its own manifest over the interrupted
@@ -439,11 +544,22 @@ fn sigkill_during_a_replay_still_removes_the_first_attempts_surplus_files() {
         let extra = add_surplus_object(&sc, e);
 
         // Second run: stop it once the replay has logged its manifest, before it commits.
-        let commit = sc.checkpoint().join("commits").join(format!("{e:020}.json"));
-        let mtime = |sc: &Scenario| std::fs::metadata(manifest_path(sc, e)).and_then(|m| m.modified()).ok();
+        let commit = sc
+            .checkpoint()
+            .join("commits")
+            .join(format!("{e:020}.json"));
+        let mtime = |sc: &Scenario| {
+            std::fs::metadata(manifest_path(sc, e))
+                .and_then(|m| m.modified())
+                .ok()
+        };
         let before = mtime(&sc);
-        let replay_logged = |sc: &Scenario| mtime(sc).is_some() && mtime(sc) != before && !commit.exists();
-        match sc.kill_when("the replay logged its manifest but has not committed", &replay_logged) {
+        let replay_logged =
+            |sc: &Scenario| mtime(sc).is_some() && mtime(sc) != before && !commit.exists();
+        match sc.kill_when(
+            "the replay logged its manifest but has not committed",
+            &replay_logged,
+        ) {
             Ok(state) => {
                 eprintln!("second run killed in {state:?}");
                 let o = sc.run();
@@ -470,17 +586,29 @@ fn second_sigterm_stops_at_once_then_rerun_is_exactly_once() {
     let pid = child.id();
     let started = Instant::now();
     while !KillAt::Between(3).reached(&sc.state()) && !KillAt::Logged(4).reached(&sc.state()) {
-        assert!(child.try_wait().expect("wait").is_none(), "the run ended before 3 epochs were committed");
-        assert!(started.elapsed() < RUN_TIMEOUT, "3 epochs not committed in time");
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the run ended before 3 epochs were committed"
+        );
+        assert!(
+            started.elapsed() < RUN_TIMEOUT,
+            "3 epochs not committed in time"
+        );
         std::thread::sleep(Duration::from_micros(500));
     }
     signal(pid, libc::SIGTERM);
     // Wait until the first signal was handled, then send the second.
-    while !std::fs::read_to_string(&stderr).unwrap_or_default().contains("signal received") {
+    while !std::fs::read_to_string(&stderr)
+        .unwrap_or_default()
+        .contains("signal received")
+    {
         if child.try_wait().expect("wait").is_some() {
             break;
         }
-        assert!(started.elapsed() < RUN_TIMEOUT, "the first SIGTERM was not acknowledged");
+        assert!(
+            started.elapsed() < RUN_TIMEOUT,
+            "the first SIGTERM was not acknowledged"
+        );
         std::thread::sleep(Duration::from_micros(200));
     }
     if child.try_wait().expect("wait").is_none() {
@@ -490,9 +618,15 @@ fn second_sigterm_stops_at_once_then_rerun_is_exactly_once() {
     let err = strip_ansi(&std::fs::read_to_string(&stderr).unwrap_or_default());
     let out = std::fs::read_to_string(&stdout).unwrap_or_default();
     // 130: stopped by the second signal; 0: the drain finished before it arrived.
-    assert!(matches!(status.code(), Some(130) | Some(0)), "two SIGTERMs: exit 130 (or 0 when the drain won the race); got {status}\n{out}\n{err}");
+    assert!(
+        matches!(status.code(), Some(130) | Some(0)),
+        "two SIGTERMs: exit 130 (or 0 when the drain won the race); got {status}\n{out}\n{err}"
+    );
     if status.code() == Some(130) {
-        assert!(err.contains("second signal"), "the second signal is explained on stderr:\n{err}");
+        assert!(
+            err.contains("second signal"),
+            "the second signal is explained on stderr:\n{err}"
+        );
     }
     let killed_in = sc.state();
     sc.finish(&killed_in);
@@ -514,7 +648,12 @@ fn a_new_input_file_is_read_by_the_next_run_and_nothing_else() {
     std::fs::write(&input, text).expect("write a new input file");
     let o = sc.run();
     let sum = o.summary("run after a new file arrived");
-    assert_eq!((sum.source("src").records, sum.sink("out").rows, sum.epochs), (700, 700, 2), "{}", o.stdout);
+    assert_eq!(
+        (sum.source("src").records, sum.sink("out").rows, sum.epochs),
+        (700, 700, 2),
+        "{}",
+        o.stdout
+    );
     let rows = table_rows(&sc.out);
     assert_exactly_once(&int_column(&rows, "id"), N + 700, "after the new file");
     assert_clean_table(&sc.out, &["tenant"]);

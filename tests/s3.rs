@@ -45,7 +45,8 @@ impl S3 {
                  (or, for development, eval \"$(scripts/s3_server.sh start)\" before cargo test)"
             )
         });
-        let bucket = std::env::var("STRATA_TEST_S3_BUCKET").unwrap_or_else(|_| panic!("STRATA_TEST_S3_BUCKET is not set: run scripts/test.sh"));
+        let bucket = std::env::var("STRATA_TEST_S3_BUCKET")
+            .unwrap_or_else(|_| panic!("STRATA_TEST_S3_BUCKET is not set: run scripts/test.sh"));
         let store = AmazonS3Builder::new()
             .with_endpoint(&endpoint)
             .with_allow_http(true)
@@ -55,10 +56,23 @@ impl S3 {
             .with_secret_access_key("test")
             .build()
             .expect("S3 client");
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_nanos();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos();
         let prefix = format!("strata-it/{test}-{}-{nanos}", std::process::id());
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
-        let s3 = S3 { endpoint, bucket, store: Arc::new(store), rt, prefix };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let s3 = S3 {
+            endpoint,
+            bucket,
+            store: Arc::new(store),
+            rt,
+            prefix,
+        };
         // Fail early, with the reason, when the server is not there.
         s3.rt.block_on(s3.store.list(Some(&ObjPath::from("strata-it"))).try_collect::<Vec<_>>()).unwrap_or_else(|e| {
             panic!("the S3 test server at {} (bucket {}) does not answer: {e}; run scripts/test.sh", s3.endpoint, s3.bucket)
@@ -76,23 +90,37 @@ impl S3 {
     }
 
     fn put(&self, rel: &str, data: Vec<u8>) {
-        self.rt.block_on(self.store.put(&self.key(rel), PutPayload::from(data))).unwrap_or_else(|e| panic!("PUT {rel}: {e}"));
+        self.rt
+            .block_on(self.store.put(&self.key(rel), PutPayload::from(data)))
+            .unwrap_or_else(|e| panic!("PUT {rel}: {e}"));
     }
 
     /// Objects under `<prefix>/<rel>/`, relative to it, sorted.
     fn list(&self, rel: &str) -> Vec<String> {
         let base = self.key(rel);
-        let metas: Vec<_> = self.rt.block_on(self.store.list(Some(&base)).try_collect()).unwrap_or_else(|e| panic!("LIST {rel}: {e}"));
+        let metas: Vec<_> = self
+            .rt
+            .block_on(self.store.list(Some(&base)).try_collect())
+            .unwrap_or_else(|e| panic!("LIST {rel}: {e}"));
         let mut out: Vec<String> = metas
             .into_iter()
-            .map(|m| m.location.as_ref().strip_prefix(base.as_ref()).unwrap_or(m.location.as_ref()).trim_start_matches('/').to_string())
+            .map(|m| {
+                m.location
+                    .as_ref()
+                    .strip_prefix(base.as_ref())
+                    .unwrap_or(m.location.as_ref())
+                    .trim_start_matches('/')
+                    .to_string()
+            })
             .collect();
         out.sort();
         out
     }
 
     fn get(&self, rel: &str) -> Bytes {
-        self.rt.block_on(async { self.store.get(&self.key(rel)).await?.bytes().await }).unwrap_or_else(|e| panic!("GET {rel}: {e}"))
+        self.rt
+            .block_on(async { self.store.get(&self.key(rel)).await?.bytes().await })
+            .unwrap_or_else(|e| panic!("GET {rel}: {e}"))
     }
 
     /// Every Parquet object under `rel` as rows, Hive partition values included.
@@ -100,7 +128,15 @@ impl S3 {
         let mut rows = Vec::new();
         for obj in self.list(rel) {
             let (metadata, batches) = read_parquet_bytes(self.get(&format!("{rel}/{obj}")));
-            rows.extend(TableFile { partitions: hive_partitions(&obj), rel: obj, metadata, batches }.rows());
+            rows.extend(
+                TableFile {
+                    partitions: hive_partitions(&obj),
+                    rel: obj,
+                    metadata,
+                    batches,
+                }
+                .rows(),
+            );
         }
         rows
     }
@@ -112,27 +148,52 @@ impl S3 {
         for o in &objects {
             let parts: Vec<&str> = o.split('/').collect();
             let name = parts[parts.len() - 1];
-            assert!(name.ends_with(".parquet") && !name.starts_with('.') && !name.starts_with('_'), "stray object {o} under {}", self.url(rel));
-            assert_eq!(parts.len() - 1, partition_keys.len(), "object {o} is not in a leaf partition folder");
+            assert!(
+                name.ends_with(".parquet") && !name.starts_with('.') && !name.starts_with('_'),
+                "stray object {o} under {}",
+                self.url(rel)
+            );
+            assert_eq!(
+                parts.len() - 1,
+                partition_keys.len(),
+                "object {o} is not in a leaf partition folder"
+            );
             for (p, k) in parts.iter().zip(partition_keys) {
-                assert!(p.starts_with(&format!("{k}=")), "object {o}: folder {p} is not {k}=...");
+                assert!(
+                    p.starts_with(&format!("{k}=")),
+                    "object {o}: folder {p} is not {k}=..."
+                );
             }
         }
     }
 
     /// `'storage.*'` options of a table on this server.
     fn storage_options(&self) -> String {
-        format!("'storage.endpoint' = '{}', 'storage.allow_http' = 'true'", self.endpoint)
+        format!(
+            "'storage.endpoint' = '{}', 'storage.allow_http' = 'true'",
+            self.endpoint
+        )
     }
 
     /// A `strata` command with the server's credentials (and nothing else of
     /// the AWS environment); `endpoint_env`: also point `AWS_ENDPOINT_URL` at it.
     fn cmd(&self, cwd: &Path, endpoint_env: bool) -> Command {
         let mut cmd = strata_cmd(cwd);
-        for v in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT", "AWS_ALLOW_HTTP", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"] {
+        for v in [
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_ENDPOINT",
+            "AWS_ALLOW_HTTP",
+            "AWS_PROFILE",
+            "AWS_SESSION_TOKEN",
+            "AWS_DEFAULT_REGION",
+        ] {
             cmd.env_remove(v);
         }
-        cmd.env("AWS_ACCESS_KEY_ID", "test").env("AWS_SECRET_ACCESS_KEY", "test").env("AWS_REGION", "us-east-1").env("AWS_EC2_METADATA_DISABLED", "true");
+        cmd.env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
         if endpoint_env {
             cmd.env("AWS_ENDPOINT_URL", &self.endpoint);
         }
@@ -153,7 +214,10 @@ fn upload_input(s3: &S3, files: i64, per_file: i64) -> Vec<String> {
         for i in 0..per_file {
             let id = f * per_file + i;
             if i == per_file / 2 {
-                let line = format!("{{\"id\": {}, \"tenant\": \"t0\", \"body\": [\"not text\"]}}", 1_000_000 + f);
+                let line = format!(
+                    "{{\"id\": {}, \"tenant\": \"t0\", \"body\": [\"not text\"]}}",
+                    1_000_000 + f
+                );
                 text.push_str(&line);
                 text.push('\n');
                 bad.push(line);
@@ -167,7 +231,11 @@ fn upload_input(s3: &S3, files: i64, per_file: i64) -> Vec<String> {
 }
 
 fn job_text(s3: &S3, name: &str, epoch_rows: u64, with_storage_options: bool) -> String {
-    let opts = if with_storage_options { format!(", {}", s3.storage_options()) } else { String::new() };
+    let opts = if with_storage_options {
+        format!(", {}", s3.storage_options())
+    } else {
+        String::new()
+    };
     format!(
         "SET job.name = '{name}';\n\
          SET epoch.max_rows = '{epoch_rows}';\n\
@@ -188,21 +256,31 @@ fn check_outputs(s3: &S3, n: i64, bad: &[String]) {
     assert_exactly_once(&int_column(&rows, "id"), n, "S3 output");
     for r in &rows {
         let want = doc(r["id"].as_i64().expect("id"));
-        assert_eq!((&r["tenant"], &r["body"]), (&want["tenant"], &want["body"]), "row {r:?}");
+        assert_eq!(
+            (&r["tenant"], &r["body"]),
+            (&want["tenant"], &want["body"]),
+            "row {r:?}"
+        );
     }
     s3.assert_clean("dlq", &[]);
     let mut raws = Vec::new();
     for obj in s3.list("dlq") {
         for b in read_parquet_bytes(s3.get(&format!("dlq/{obj}"))).1 {
             let raw = b.column_by_name("raw").expect("raw column");
-            let raw = raw.as_any().downcast_ref::<BinaryArray>().expect("raw is Binary");
+            let raw = raw
+                .as_any()
+                .downcast_ref::<BinaryArray>()
+                .expect("raw is Binary");
             raws.extend((0..raw.len()).map(|i| String::from_utf8_lossy(raw.value(i)).to_string()));
         }
     }
     raws.sort();
     let mut want = bad.to_vec();
     want.sort();
-    assert_eq!(raws, want, "every bad record exactly once in the S3 dead letter");
+    assert_eq!(
+        raws, want,
+        "every bad record exactly once in the S3 dead letter"
+    );
 }
 
 #[test]
@@ -210,15 +288,27 @@ fn s3_prefix_to_partitioned_s3_sink_with_storage_options() {
     let s3 = S3::connect("options");
     let bad = upload_input(&s3, 3, 1000);
     let tmp = tempdir();
-    let job = write_job(tmp.path(), "s3.sql", &job_text(&s3, "s3_options", 700, true));
+    let job = write_job(
+        tmp.path(),
+        "s3.sql",
+        &job_text(&s3, "s3_options", 700, true),
+    );
     let mut cmd = s3.cmd(tmp.path(), false);
     cmd.args(["run", s(&job)]);
     let o = run_cmd(cmd);
     let sum = o.summary("a job reading and writing S3 with 'storage.*' options");
     let src = sum.source("docs");
-    assert_eq!((src.records, src.rows, src.dead_lettered), (3003, 3000, 3), "{}", o.stdout);
+    assert_eq!(
+        (src.records, src.rows, src.dead_lettered),
+        (3003, 3000, 3),
+        "{}",
+        o.stdout
+    );
     assert_eq!(sum.sink("out").rows, 3000);
-    assert_eq!(sum.sink("out").location.trim_end_matches('/'), s3.url("out"));
+    assert_eq!(
+        sum.sink("out").location.trim_end_matches('/'),
+        s3.url("out")
+    );
     check_outputs(&s3, 3000, &bad);
 }
 
@@ -242,12 +332,22 @@ fn s3_with_aws_endpoint_url_and_strata_query() {
         .stdout
         .lines()
         .filter(|l| l.starts_with('|'))
-        .map(|l| l.trim_matches('|').split('|').map(|c| c.trim().to_string()).collect())
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
         .collect();
-    let want: Vec<Vec<String>> = [["tenant", "n", "ids"], ["t0", "400", "400"], ["t1", "400", "400"], ["t2", "400", "400"]]
-        .iter()
-        .map(|r| r.iter().map(|c| c.to_string()).collect())
-        .collect();
+    let want: Vec<Vec<String>> = [
+        ["tenant", "n", "ids"],
+        ["t0", "400", "400"],
+        ["t1", "400", "400"],
+        ["t2", "400", "400"],
+    ]
+    .iter()
+    .map(|r| r.iter().map(|c| c.to_string()).collect())
+    .collect();
     assert_eq!(printed, want, "{}", o.stdout);
 }
 
@@ -264,23 +364,35 @@ fn s3_sigkill_mid_publish_then_rerun_is_exactly_once() {
     let job = write_job(tmp.path(), "s3.sql", &job_text(&s3, "s3_kill", 500, true));
     let cp = tmp.path().join(".strata").join("s3_kill");
     let mut cmd = s3.cmd(tmp.path(), false);
-    cmd.args(["run", s(&job)]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.args(["run", s(&job)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let mut child = cmd.spawn().expect("start strata");
     // Epoch >= 3 published in part (its manifest is logged), not committed.
-    let mut due = || newest(&cp, "manifests").is_some_and(|m| m >= 3 && Some(m) > newest(&cp, "commits"));
-    common::kill_when(&mut child, &mut due).unwrap_or_else(|s| panic!("the run ended ({s}) before the kill point"));
+    let mut due =
+        || newest(&cp, "manifests").is_some_and(|m| m >= 3 && Some(m) > newest(&cp, "commits"));
+    common::kill_when(&mut child, &mut due)
+        .unwrap_or_else(|s| panic!("the run ended ({s}) before the kill point"));
 
     let mut again = s3.cmd(tmp.path(), false);
     again.args(["run", s(&job)]);
     let o = run_cmd(again);
     let sum = o.summary("the re-run after a kill");
-    assert_eq!(sum.replayed, 1, "the interrupted epoch is re-run:\n{}", o.stdout);
+    assert_eq!(
+        sum.replayed, 1,
+        "the interrupted epoch is re-run:\n{}",
+        o.stdout
+    );
     check_outputs(&s3, 5000, &bad);
 }
 
 /// Newest epoch of `<checkpoint>/<dir>/` on S3.
 fn newest_s3(s3: &S3, dir: &str) -> Option<u64> {
-    s3.list(&format!("ckpt/{dir}")).iter().filter_map(|n| n.strip_suffix(".json")?.parse().ok()).max()
+    s3.list(&format!("ckpt/{dir}"))
+        .iter()
+        .filter_map(|n| n.strip_suffix(".json")?.parse().ok())
+        .max()
 }
 
 #[test]
@@ -291,17 +403,30 @@ fn s3_checkpoint_on_s3_survives_sigkill() {
     let job = write_job(tmp.path(), "s3.sql", &job_text(&s3, "s3_ckpt", 400, true));
     let checkpoint = s3.url("ckpt/");
     let mut cmd = s3.cmd(tmp.path(), true);
-    cmd.args(["run", s(&job), "--checkpoint", &checkpoint]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.args(["run", s(&job), "--checkpoint", &checkpoint])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let mut child = cmd.spawn().expect("start strata");
-    let mut due = || newest_s3(&s3, "offsets").is_some_and(|o| o >= 3 && Some(o) > newest_s3(&s3, "commits"));
-    common::kill_when(&mut child, &mut due).unwrap_or_else(|s| panic!("the run ended ({s}) before the kill point"));
-    assert!(s3.list("ckpt/offsets").iter().any(|o| o.ends_with(".json")), "the checkpoint lives on S3: {:?}", s3.list("ckpt"));
+    let mut due =
+        || newest_s3(&s3, "offsets").is_some_and(|o| o >= 3 && Some(o) > newest_s3(&s3, "commits"));
+    common::kill_when(&mut child, &mut due)
+        .unwrap_or_else(|s| panic!("the run ended ({s}) before the kill point"));
+    assert!(
+        s3.list("ckpt/offsets").iter().any(|o| o.ends_with(".json")),
+        "the checkpoint lives on S3: {:?}",
+        s3.list("ckpt")
+    );
 
     let mut again = s3.cmd(tmp.path(), true);
     again.args(["run", s(&job), "--checkpoint", &checkpoint]);
     let o = run_cmd(again);
     let sum = o.summary("the re-run with the checkpoint on S3");
-    assert_eq!(sum.replayed, 1, "the interrupted epoch is re-run:\n{}", o.stdout);
+    assert_eq!(
+        sum.replayed, 1,
+        "the interrupted epoch is re-run:\n{}",
+        o.stdout
+    );
     check_outputs(&s3, 4000, &bad);
 }
 
@@ -321,8 +446,13 @@ fn s3_parquet_sink_conformance() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let h = strata_connectors::parquet::conformance::Harness::new(&s3.url("conformance"), storage, &tmp.path().join("staging"));
-    s3.rt.block_on(strata_connectors::parquet::conformance::run_all(&h));
+    let h = strata_connectors::parquet::conformance::Harness::new(
+        &s3.url("conformance"),
+        storage,
+        &tmp.path().join("staging"),
+    );
+    s3.rt
+        .block_on(strata_connectors::parquet::conformance::run_all(&h));
 }
 
 /// Credentials given as options never show: not in `explain`, not in the run's
@@ -333,9 +463,19 @@ fn s3_credentials_never_appear_in_explain_or_logs() {
     upload_input(&s3, 1, 300);
     let tmp = tempdir();
     let key_id = format!("AKIDSTRATA{}", std::process::id());
-    let secret = format!("strata-secret-{}", SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_nanos());
-    let creds = format!(", 'storage.access_key_id' = '{key_id}', 'storage.secret_access_key' = '{secret}'");
-    let text = job_text(&s3, "s3_secrets", 100, true).replace("'storage.allow_http' = 'true'", &format!("'storage.allow_http' = 'true'{creds}"));
+    let secret = format!(
+        "strata-secret-{}",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos()
+    );
+    let creds =
+        format!(", 'storage.access_key_id' = '{key_id}', 'storage.secret_access_key' = '{secret}'");
+    let text = job_text(&s3, "s3_secrets", 100, true).replace(
+        "'storage.allow_http' = 'true'",
+        &format!("'storage.allow_http' = 'true'{creds}"),
+    );
     assert!(text.contains(&secret));
     let job = write_job(tmp.path(), "s3.sql", &text);
     for args in [vec!["explain", s(&job)], vec!["run", s(&job)]] {
@@ -344,10 +484,18 @@ fn s3_credentials_never_appear_in_explain_or_logs() {
         let o = run_cmd(cmd);
         o.expect_code(0, &args.join(" "));
         for (what, text) in [("stdout", &o.stdout), ("stderr", &o.stderr)] {
-            assert!(!text.contains(&secret) && !text.contains(&key_id), "strata {}: a credential appears on {what}:\n{text}", args[0]);
+            assert!(
+                !text.contains(&secret) && !text.contains(&key_id),
+                "strata {}: a credential appears on {what}:\n{text}",
+                args[0]
+            );
         }
         if args[0] == "explain" {
-            assert!(o.stdout.contains("storage.secret_access_key = '****'"), "explain masks the secret:\n{}", o.stdout);
+            assert!(
+                o.stdout.contains("storage.secret_access_key = '****'"),
+                "explain masks the secret:\n{}",
+                o.stdout
+            );
         }
     }
 }

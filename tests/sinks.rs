@@ -34,7 +34,10 @@ fn rows(n: i64) -> Vec<Value> {
 const COLUMNS: &str = "id BIGINT NOT NULL, tenant TEXT, ts TIMESTAMP, value DOUBLE, name TEXT";
 
 fn source(input: &Path) -> String {
-    format!("CREATE TABLE src ({COLUMNS})\nWITH (connector = 'file', path = '{}', format = 'json');\n", s(input))
+    format!(
+        "CREATE TABLE src ({COLUMNS})\nWITH (connector = 'file', path = '{}', format = 'json');\n",
+        s(input)
+    )
 }
 
 /// Run `job` (written to `dir`), expecting success.
@@ -62,17 +65,43 @@ fn partition_layout_hive_folders_and_file_schema() {
 
     assert_clean_table(&out, &["tenant", "dt"]);
     let tree = list_tree(&out);
-    for folder in ["tenant=acme/", "tenant=globex/", "tenant=a%2Fb%3Dc/", "tenant=__HIVE_DEFAULT_PARTITION__/", "tenant=acme/dt=2026-03-01/"] {
-        assert!(tree.contains(&folder.to_string()), "expected folder {folder} in {tree:?}");
+    for folder in [
+        "tenant=acme/",
+        "tenant=globex/",
+        "tenant=a%2Fb%3Dc/",
+        "tenant=__HIVE_DEFAULT_PARTITION__/",
+        "tenant=acme/dt=2026-03-01/",
+    ] {
+        assert!(
+            tree.contains(&folder.to_string()),
+            "expected folder {folder} in {tree:?}"
+        );
     }
     let files = read_table(&out);
     assert_eq!(files.len() as u64, sum.sink("t").files);
     for f in &files {
         let schema = f.batches.first().expect("a file has rows").schema();
         let names: Vec<&str> = schema.fields().iter().map(|c| c.name().as_str()).collect();
-        assert_eq!(names, ["id", "value", "name"], "partition columns must not be in the file {}", f.rel);
-        let parquet_cols: Vec<String> = f.metadata.file_metadata().schema_descr().columns().iter().map(|c| c.name().to_string()).collect();
-        assert_eq!(parquet_cols, ["id", "value", "name"], "Parquet schema of {}", f.rel);
+        assert_eq!(
+            names,
+            ["id", "value", "name"],
+            "partition columns must not be in the file {}",
+            f.rel
+        );
+        let parquet_cols: Vec<String> = f
+            .metadata
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect();
+        assert_eq!(
+            parquet_cols,
+            ["id", "value", "name"],
+            "Parquet schema of {}",
+            f.rel
+        );
     }
 
     // Every row once, with its partition values back from the folder names.
@@ -140,18 +169,33 @@ fn compression_and_row_group_size_are_in_the_parquet_metadata() {
     type Case = (&'static str, Option<&'static str>, fn(&Compression) -> bool);
     let cases: [Case; 7] = [
         ("default", None, |c| matches!(c, Compression::ZSTD(_))),
-        ("zstd9", Some("zstd(9)"), |c| matches!(c, Compression::ZSTD(_))),
-        ("snappy", Some("snappy"), |c| matches!(c, Compression::SNAPPY)),
+        ("zstd9", Some("zstd(9)"), |c| {
+            matches!(c, Compression::ZSTD(_))
+        }),
+        ("snappy", Some("snappy"), |c| {
+            matches!(c, Compression::SNAPPY)
+        }),
         ("gzip", Some("gzip"), |c| matches!(c, Compression::GZIP(_))),
         ("lz4", Some("lz4"), |c| matches!(c, Compression::LZ4_RAW)),
-        ("brotli", Some("brotli(4)"), |c| matches!(c, Compression::BROTLI(_))),
-        ("none", Some("none"), |c| matches!(c, Compression::UNCOMPRESSED)),
+        ("brotli", Some("brotli(4)"), |c| {
+            matches!(c, Compression::BROTLI(_))
+        }),
+        ("none", Some("none"), |c| {
+            matches!(c, Compression::UNCOMPRESSED)
+        }),
     ];
     let mut job = format!("SET job.name = 'codecs';\n{}", source(&input));
     for (name, codec, _) in &cases {
-        let opt = codec.map(|c| format!(", compression = '{c}'")).unwrap_or_default();
-        job.push_str(&format!("CREATE TABLE t_{name} WITH (connector = 'parquet', path = '{}/{name}/'{opt});\n", s(&out)));
-        job.push_str(&format!("INSERT INTO t_{name} SELECT id, name, value FROM src;\n"));
+        let opt = codec
+            .map(|c| format!(", compression = '{c}'"))
+            .unwrap_or_default();
+        job.push_str(&format!(
+            "CREATE TABLE t_{name} WITH (connector = 'parquet', path = '{}/{name}/'{opt});\n",
+            s(&out)
+        ));
+        job.push_str(&format!(
+            "INSERT INTO t_{name} SELECT id, name, value FROM src;\n"
+        ));
     }
     job.push_str(&format!("CREATE TABLE t_groups WITH (connector = 'parquet', path = '{}/groups/', 'parquet.row_group_size' = 100);\n", s(&out)));
     job.push_str("INSERT INTO t_groups SELECT id, name FROM src;\n");
@@ -167,8 +211,15 @@ fn compression_and_row_group_size_are_in_the_parquet_metadata() {
     let files = read_table(&out.join("groups"));
     assert_eq!(files.len(), 1);
     let md = &files[0].metadata;
-    assert_eq!(md.num_row_groups(), 10, "'parquet.row_group_size' = 100 over 1000 rows");
-    assert!(md.row_groups().iter().all(|rg| rg.num_rows() == 100), "every row group holds 100 rows");
+    assert_eq!(
+        md.num_row_groups(),
+        10,
+        "'parquet.row_group_size' = 100 over 1000 rows"
+    );
+    assert!(
+        md.row_groups().iter().all(|rg| rg.num_rows() == 100),
+        "every row group holds 100 rows"
+    );
 }
 
 #[test]
@@ -198,7 +249,16 @@ fn several_inserts_write_two_sinks_in_the_same_epochs() {
     let all = table_rows(&out.join("everything"));
     let want: Vec<Row> = data
         .iter()
-        .map(|r| [("id", r["id"].clone()), ("tenant", r["tenant"].clone()), ("name", r["name"].clone())].into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+        .map(|r| {
+            [
+                ("id", r["id"].clone()),
+                ("tenant", r["tenant"].clone()),
+                ("name", r["name"].clone()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+        })
         .collect();
     assert_eq!(canonical_dump(&all), canonical_dump(&want));
 
@@ -208,7 +268,12 @@ fn several_inserts_write_two_sinks_in_the_same_epochs() {
         .filter(|r| r["id"].as_i64().expect("id") % 3 == 0)
         .map(|r| {
             let shout = r["name"].as_str().expect("name").to_uppercase();
-            [("id".to_string(), r["id"].clone()), ("shout".to_string(), Value::String(shout))].into_iter().collect()
+            [
+                ("id".to_string(), r["id"].clone()),
+                ("shout".to_string(), Value::String(shout)),
+            ]
+            .into_iter()
+            .collect()
         })
         .collect();
     assert_eq!(canonical_dump(&thirds), canonical_dump(&want));
@@ -219,7 +284,12 @@ fn printed_rows(stdout: &str) -> Vec<Vec<String>> {
     stdout
         .lines()
         .filter(|l| l.starts_with('|'))
-        .map(|l| l.trim_matches('|').split('|').map(|c| c.trim().to_string()).collect())
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
         .collect()
 }
 
@@ -254,9 +324,21 @@ fn strata_query_reads_the_output_with_its_hive_columns() {
             e.1 += r["value"].as_f64().expect("value");
         }
     }
-    let mut expected = vec![vec!["tenant".to_string(), "n".into(), "ids".into(), "total".into(), "days".into()]];
+    let mut expected = vec![vec![
+        "tenant".to_string(),
+        "n".into(),
+        "ids".into(),
+        "total".into(),
+        "days".into(),
+    ]];
     for (t, (n, total)) in &want {
-        expected.push(vec![t.clone(), n.to_string(), n.to_string(), format!("{total:?}"), "3".into()]);
+        expected.push(vec![
+            t.clone(),
+            n.to_string(),
+            n.to_string(),
+            format!("{total:?}"),
+            "3".into(),
+        ]);
     }
     assert_eq!(got, expected, "strata query output:\n{}", o.stdout);
 }
@@ -278,11 +360,20 @@ fn strata_query_reads_null_partition_values_as_null() {
         s(&out)
     );
     run_job(tmp.path(), "nulls", &job);
-    assert!(out.join("tenant=__HIVE_DEFAULT_PARTITION__").is_dir(), "NULL partition folder: {:?}", list_tree(&out));
+    assert!(
+        out.join("tenant=__HIVE_DEFAULT_PARTITION__").is_dir(),
+        "NULL partition folder: {:?}",
+        list_tree(&out)
+    );
     let table = format!("t={}", s(&out));
     let o = strata(tmp.path(), &["query", "SELECT count(*) AS n, count(tenant) AS named, sum(CASE WHEN tenant IS NULL THEN 1 ELSE 0 END) AS nulls FROM t", "--table", &table]);
     o.expect_code(0, "strata query");
-    assert_eq!(printed_rows(&o.stdout), [vec!["n", "named", "nulls"], vec!["40", "30", "10"]], "NULL tenants must read back as NULL:\n{}", o.stdout);
+    assert_eq!(
+        printed_rows(&o.stdout),
+        [vec!["n", "named", "nulls"], vec!["40", "30", "10"]],
+        "NULL tenants must read back as NULL:\n{}",
+        o.stdout
+    );
 }
 
 #[test]
@@ -302,10 +393,22 @@ fn rerunning_a_finished_job_leaves_the_table_as_it_was() {
     assert_eq!(first.epochs, 3);
     let before = list_tree(&out);
     let again = run_job(tmp.path(), "twice", &job);
-    assert_eq!((again.epochs, again.source("src").records, again.sink("t").rows), (0, 0, 0), "a finished job has nothing left to read");
+    assert_eq!(
+        (
+            again.epochs,
+            again.source("src").records,
+            again.sink("t").rows
+        ),
+        (0, 0, 0),
+        "a finished job has nothing left to read"
+    );
     assert_eq!(list_tree(&out), before, "the table must not change");
     assert_clean_table(&out, &["tenant"]);
-    assert_exactly_once(&int_column(&table_rows(&out), "id"), 120, "after a second run");
+    assert_exactly_once(
+        &int_column(&table_rows(&out), "id"),
+        120,
+        "after a second run",
+    );
 }
 
 /// The sink's output read back by the file source (`format = 'parquet'`,
@@ -339,7 +442,12 @@ fn partitioned_output_reads_back_through_the_file_source() {
     assert_eq!(sum.source("written").records, 120);
     let want: Vec<Row> = data
         .iter()
-        .map(|r| ["id", "tenant", "value", "name"].iter().map(|k| (k.to_string(), r[*k].clone())).collect())
+        .map(|r| {
+            ["id", "tenant", "value", "name"]
+                .iter()
+                .map(|k| (k.to_string(), r[*k].clone()))
+                .collect()
+        })
         .collect();
     assert_eq!(canonical_dump(&table_rows(&again)), canonical_dump(&want));
 }
@@ -368,7 +476,11 @@ fn rollover_by_bytes_and_by_interval() {
         let dir = out.join(dir);
         assert_clean_table(&dir, &[]);
         let files = read_table(&dir);
-        assert!(files.len() >= 2, "{sink}: one epoch of {n} rows must roll over into several files, got {}", files.len());
+        assert!(
+            files.len() >= 2,
+            "{sink}: one epoch of {n} rows must roll over into several files, got {}",
+            files.len()
+        );
         assert_eq!(sum.sink(sink).files, files.len() as u64);
         let rows: Vec<Row> = files.iter().flat_map(|f| f.rows()).collect();
         assert_exactly_once(&int_column(&rows, "id"), n, sink);
@@ -397,13 +509,25 @@ fn group_by_over_a_bounded_source_spanning_epochs_is_one_row_per_group() {
     let path = write_job(tmp.path(), "grouped.sql", &job);
     let o = strata(tmp.path(), &["run", s(&path)]);
     if o.code == Some(2) {
-        assert!(o.stderr.contains("GROUP BY") || o.stderr.contains("aggregate"), "a refusal says why:\n{}", o.stderr);
+        assert!(
+            o.stderr.contains("GROUP BY") || o.stderr.contains("aggregate"),
+            "a refusal says why:\n{}",
+            o.stderr
+        );
         return;
     }
     o.summary("a GROUP BY job over 4 epochs");
-    let mut got: Vec<(Value, i64)> = table_rows(&out).into_iter().map(|r| (r["tenant"].clone(), r["n"].as_i64().expect("n"))).collect();
+    let mut got: Vec<(Value, i64)> = table_rows(&out)
+        .into_iter()
+        .map(|r| (r["tenant"].clone(), r["n"].as_i64().expect("n")))
+        .collect();
     got.sort_by_key(|(t, _)| t.to_string());
-    let want: Vec<(Value, i64)> = vec![(json!("a/b=c"), 100), (json!("acme"), 100), (json!("globex"), 100), (Value::Null, 100)];
+    let want: Vec<(Value, i64)> = vec![
+        (json!("a/b=c"), 100),
+        (json!("acme"), 100),
+        (json!("globex"), 100),
+        (Value::Null, 100),
+    ];
     let mut want = want;
     want.sort_by_key(|(t, _)| t.to_string());
     assert_eq!(got, want, "one row per tenant with its full count");

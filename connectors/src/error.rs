@@ -10,13 +10,25 @@ pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
 pub enum ConnectorError {
     /// An option the connector does not know.
     #[error("unknown option '{option}' for connector '{connector}'; known options: {known}")]
-    UnknownOption { connector: String, option: String, known: String },
+    UnknownOption {
+        connector: String,
+        option: String,
+        known: String,
+    },
     /// A required option is missing.
     #[error("connector '{connector}' requires option '{option}': {hint}")]
-    MissingOption { connector: String, option: String, hint: String },
+    MissingOption {
+        connector: String,
+        option: String,
+        hint: String,
+    },
     /// An option has a value that cannot be used.
     #[error("invalid value '{value}' for option '{option}': {message}")]
-    InvalidOption { option: String, value: String, message: String },
+    InvalidOption {
+        option: String,
+        value: String,
+        message: String,
+    },
     /// The declared columns do not fit the connector or its data.
     #[error("{0}")]
     Schema(String),

@@ -65,22 +65,37 @@ pub trait Connector: Send + Sync {
     async fn create_source(&self, decl: &TableDecl, ctx: &ConnectorContext) -> Result<SourceParts>;
     /// Build a sink for rows of `schema` (the query's output, already checked
     /// against any declared columns). Validates every option.
-    async fn create_sink(&self, decl: &TableDecl, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Arc<dyn Sink>>;
+    async fn create_sink(
+        &self,
+        decl: &TableDecl,
+        schema: SchemaRef,
+        ctx: &ConnectorContext,
+    ) -> Result<Arc<dyn Sink>>;
     /// Options that hold secrets, masked in `explain` and logs.
     fn is_secret_option(&self, key: &str) -> bool {
         let k = key.to_ascii_lowercase();
-        k.contains("secret") || k.contains("password") || k.contains("token") || k.contains("sasl") || k.ends_with("key_id") || k.contains("credential")
+        k.contains("secret")
+            || k.contains("password")
+            || k.contains("token")
+            || k.contains("sasl")
+            || k.ends_with("key_id")
+            || k.contains("credential")
     }
 }
 
 /// Every connector, by name. Adding a connector means adding a line here.
 pub fn connectors() -> Vec<Arc<dyn Connector>> {
-    vec![Arc::new(file::FileConnector), Arc::new(parquet::ParquetConnector)]
+    vec![
+        Arc::new(file::FileConnector),
+        Arc::new(parquet::ParquetConnector),
+    ]
 }
 
 /// Look a connector up by name.
 pub fn connector(name: &str) -> Option<Arc<dyn Connector>> {
-    connectors().into_iter().find(|c| c.name().eq_ignore_ascii_case(name))
+    connectors()
+        .into_iter()
+        .find(|c| c.name().eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]

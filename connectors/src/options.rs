@@ -28,12 +28,26 @@ pub struct TableOptions {
 impl TableOptions {
     /// Build from key/value pairs (keys are lower-cased).
     pub fn new(values: impl IntoIterator<Item = (String, OptionValue)>) -> Self {
-        Self { values: values.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect() }
+        Self {
+            values: values
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+        }
     }
 
     /// Build from plain pairs with no positions (tests, programmatic use).
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Self::new(pairs.into_iter().map(|(k, v)| (k.to_string(), OptionValue { value: v.to_string(), line: 0, column: 0 })))
+        Self::new(pairs.into_iter().map(|(k, v)| {
+            (
+                k.to_string(),
+                OptionValue {
+                    value: v.to_string(),
+                    line: 0,
+                    column: 0,
+                },
+            )
+        }))
     }
 
     /// All options, for display (`explain`) and position look-ups.
@@ -55,7 +69,11 @@ impl TableOptions {
     pub fn reader(&self, connector: &str) -> OptionReader {
         let mut values = self.values.clone();
         values.remove("connector");
-        OptionReader { connector: connector.to_string(), values, known: Vec::new() }
+        OptionReader {
+            connector: connector.to_string(),
+            values,
+            known: Vec::new(),
+        }
     }
 }
 
@@ -89,11 +107,15 @@ impl OptionReader {
     {
         match self.take(key) {
             None => Ok(None),
-            Some(v) => v.trim().parse::<T>().map(Some).map_err(|e| ConnectorError::InvalidOption {
-                option: key.to_string(),
-                value: v.clone(),
-                message: format!("{e}; expected {expected}"),
-            }),
+            Some(v) => v
+                .trim()
+                .parse::<T>()
+                .map(Some)
+                .map_err(|e| ConnectorError::InvalidOption {
+                    option: key.to_string(),
+                    value: v.clone(),
+                    message: format!("{e}; expected {expected}"),
+                }),
         }
     }
 
@@ -106,11 +128,13 @@ impl OptionReader {
     pub fn take_bytes(&mut self, key: &str) -> Result<Option<u64>> {
         match self.take(key) {
             None => Ok(None),
-            Some(v) => parse_bytes(&v).map(Some).ok_or_else(|| ConnectorError::InvalidOption {
-                option: key.to_string(),
-                value: v,
-                message: "expected a byte size such as 1048576, 64KB, 128MB or 1GB".into(),
-            }),
+            Some(v) => parse_bytes(&v)
+                .map(Some)
+                .ok_or_else(|| ConnectorError::InvalidOption {
+                    option: key.to_string(),
+                    value: v,
+                    message: "expected a byte size such as 1048576, 64KB, 128MB or 1GB".into(),
+                }),
         }
     }
 
@@ -118,10 +142,12 @@ impl OptionReader {
     pub fn take_duration(&mut self, key: &str) -> Result<Option<std::time::Duration>> {
         match self.take(key) {
             None => Ok(None),
-            Some(v) => humantime::parse_duration(v.trim()).map(Some).map_err(|e| ConnectorError::InvalidOption {
-                option: key.to_string(),
-                value: v.clone(),
-                message: format!("{e}; expected a duration such as 30s, 5min or 1h"),
+            Some(v) => humantime::parse_duration(v.trim()).map(Some).map_err(|e| {
+                ConnectorError::InvalidOption {
+                    option: key.to_string(),
+                    value: v.clone(),
+                    message: format!("{e}; expected a duration such as 30s, 5min or 1h"),
+                }
             }),
         }
     }
@@ -129,8 +155,15 @@ impl OptionReader {
     /// Take every `'storage.*'` option (object store settings).
     pub fn take_storage(&mut self) -> BTreeMap<String, String> {
         self.known.push("storage.*".into());
-        let keys: Vec<String> = self.values.keys().filter(|k| k.starts_with("storage.")).cloned().collect();
-        keys.into_iter().filter_map(|k| self.values.remove(&k).map(|v| (k, v.value))).collect()
+        let keys: Vec<String> = self
+            .values
+            .keys()
+            .filter(|k| k.starts_with("storage."))
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| self.values.remove(&k).map(|v| (k, v.value)))
+            .collect()
     }
 
     /// Reject options nobody took.
@@ -139,7 +172,11 @@ impl OptionReader {
             let mut known = self.known;
             known.sort();
             known.dedup();
-            return Err(ConnectorError::UnknownOption { connector: self.connector, option: key, known: known.join(", ") });
+            return Err(ConnectorError::UnknownOption {
+                connector: self.connector,
+                option: key,
+                known: known.join(", "),
+            });
         }
         Ok(())
     }
@@ -149,7 +186,9 @@ impl OptionReader {
 /// mean powers of 1024, as object stores and Parquet tools use them).
 pub fn parse_bytes(s: &str) -> Option<u64> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let num: f64 = num.parse().ok()?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {

@@ -31,16 +31,25 @@ fn run() -> Result<(), String> {
         return Err("usage: chunk_throughput CORPUS.jsonl [MAX_TOKENS [OVERLAP_TOKENS]]".into());
     };
     let int = |i: usize, default: i64| -> Result<i64, String> {
-        args.get(i).map_or(Ok(default), |v| v.parse().map_err(|_| format!("'{v}' is not an integer")))
+        args.get(i).map_or(Ok(default), |v| {
+            v.parse().map_err(|_| format!("'{v}' is not an integer"))
+        })
     };
-    let opts = ChunkOptions::new(int(1, 256)?, int(2, 32)?, ChunkMode::Recursive).map_err(|e| e.to_string())?;
-    let models = std::env::var_os("STRATA_MODELS").map_or_else(|| PathBuf::from("models"), PathBuf::from);
+    let opts = ChunkOptions::new(int(1, 256)?, int(2, 32)?, ChunkMode::Recursive)
+        .map_err(|e| e.to_string())?;
+    let models =
+        std::env::var_os("STRATA_MODELS").map_or_else(|| PathBuf::from("models"), PathBuf::from);
     let tok = tokenizer_for(&models, None).map_err(|e| e.to_string())?;
 
     let data = std::fs::read_to_string(corpus).map_err(|e| format!("cannot read {corpus}: {e}"))?;
     let mut bodies = Vec::new();
-    for (n, line) in data.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("{corpus}:{}: {e}", n + 1))?;
+    for (n, line) in data
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("{corpus}:{}: {e}", n + 1))?;
         match v.get("body").and_then(|b| b.as_str()) {
             Some(b) => bodies.push(b.to_string()),
             None => return Err(format!("{corpus}:{}: no string field 'body'", n + 1)),

@@ -68,7 +68,9 @@ impl std::str::FromStr for ChunkMode {
             "markdown" => Ok(Self::Markdown),
             other => Err(OperatorError::InvalidArgument {
                 function: "chunk_text",
-                message: format!("unknown mode '{other}': use 'recursive' (the default) or 'markdown'"),
+                message: format!(
+                    "unknown mode '{other}': use 'recursive' (the default) or 'markdown'"
+                ),
             }),
         }
     }
@@ -85,12 +87,19 @@ pub struct ChunkOptions {
 impl ChunkOptions {
     /// `max_tokens` > 0 and `overlap_tokens` < `max_tokens`, else an error saying so.
     pub fn new(max_tokens: i64, overlap_tokens: i64, mode: ChunkMode) -> Result<Self> {
-        let invalid = |message: String| OperatorError::InvalidArgument { function: "chunk_text", message };
+        let invalid = |message: String| OperatorError::InvalidArgument {
+            function: "chunk_text",
+            message,
+        };
         if max_tokens <= 0 {
-            return Err(invalid(format!("max_tokens must be a positive integer, got {max_tokens}")));
+            return Err(invalid(format!(
+                "max_tokens must be a positive integer, got {max_tokens}"
+            )));
         }
         if overlap_tokens < 0 {
-            return Err(invalid(format!("overlap_tokens must be >= 0, got {overlap_tokens}")));
+            return Err(invalid(format!(
+                "overlap_tokens must be >= 0, got {overlap_tokens}"
+            )));
         }
         if overlap_tokens >= max_tokens {
             return Err(invalid(format!(
@@ -98,9 +107,15 @@ impl ChunkOptions {
                  use for example an overlap of max_tokens / 8"
             )));
         }
-        let max_tokens = usize::try_from(max_tokens).map_err(|_| invalid("max_tokens is too large".into()))?;
-        let overlap_tokens = usize::try_from(overlap_tokens).map_err(|_| invalid("overlap_tokens is too large".into()))?;
-        Ok(Self { max_tokens, overlap_tokens, mode })
+        let max_tokens =
+            usize::try_from(max_tokens).map_err(|_| invalid("max_tokens is too large".into()))?;
+        let overlap_tokens = usize::try_from(overlap_tokens)
+            .map_err(|_| invalid("overlap_tokens is too large".into()))?;
+        Ok(Self {
+            max_tokens,
+            overlap_tokens,
+            mode,
+        })
     }
 
     /// Most tokens in one chunk.
@@ -156,7 +171,11 @@ const LEVEL_MD_HEADING_H6: i8 = 6;
 /// Cut `text` into chunks of at most `opts.max_tokens()` tokens of `tokenizer`.
 ///
 /// Empty or whitespace-only text gives no chunks. See the module docs for the guarantees.
-pub fn chunk_text(tokenizer: &TextTokenizer, text: &str, opts: &ChunkOptions) -> Result<Vec<Chunk>> {
+pub fn chunk_text(
+    tokenizer: &TextTokenizer,
+    text: &str,
+    opts: &ChunkOptions,
+) -> Result<Vec<Chunk>> {
     if text.trim().is_empty() {
         return Ok(Vec::new());
     }
@@ -169,7 +188,14 @@ pub fn chunk_text(tokenizer: &TextTokenizer, text: &str, opts: &ChunkOptions) ->
         if byte_start < byte_end {
             let start_char = chars.start.advance(text, byte_start);
             let end_char = chars.end.advance(text, byte_end);
-            out.push(Chunk { index: out.len(), byte_start, byte_end, start_char, end_char, tokens });
+            out.push(Chunk {
+                index: out.len(),
+                byte_start,
+                byte_end,
+                start_char,
+                end_char,
+                tokens,
+            });
         }
     };
 
@@ -186,7 +212,11 @@ pub fn chunk_text(tokenizer: &TextTokenizer, text: &str, opts: &ChunkOptions) ->
     loop {
         let lo = start.max(prev_end) + 1; // the chunk must reach past the previous one
         let hi = (start + max).min(n);
-        let mut end = if hi == n { n } else { boundaries.best_end(lo, hi) };
+        let mut end = if hi == n {
+            n
+        } else {
+            boundaries.best_end(lo, hi)
+        };
         let mut tokens = end - start;
         if boundaries.level(start) == LEVEL_MID_WORD || boundaries.level(end) == LEVEL_MID_WORD {
             // A cut inside a word: the pieces may tokenize differently on their own.
@@ -200,9 +230,14 @@ pub fn chunk_text(tokenizer: &TextTokenizer, text: &str, opts: &ChunkOptions) ->
             if tokens > max {
                 // Even one word piece re-tokenizes to more than max_tokens (only possible for
                 // tiny max_tokens): fall back to cutting that piece by characters.
-                split_by_chars(tokenizer, text, boundaries.cut(start), boundaries.cut(end), max, &mut |s, e, t| {
-                    emit(s, e, t, &mut out)
-                })?;
+                split_by_chars(
+                    tokenizer,
+                    text,
+                    boundaries.cut(start),
+                    boundaries.cut(end),
+                    max,
+                    &mut |s, e, t| emit(s, e, t, &mut out),
+                )?;
                 if end == n {
                     break;
                 }
@@ -224,8 +259,15 @@ pub fn chunk_text(tokenizer: &TextTokenizer, text: &str, opts: &ChunkOptions) ->
 /// [`chunk_text`] over many texts in parallel on rayon's pool (the global one, or the pool
 /// the caller runs in). `None` texts give `None`. This is what the UDF runs per batch: the
 /// CPU-bound tokenization happens on rayon's threads, not on the async runtime's workers.
-pub fn chunk_texts(tokenizer: &TextTokenizer, texts: &[Option<&str>], opts: &ChunkOptions) -> Result<Vec<Option<Vec<Chunk>>>> {
-    texts.par_iter().map(|t| t.map(|t| chunk_text(tokenizer, t, opts)).transpose()).collect()
+pub fn chunk_texts(
+    tokenizer: &TextTokenizer,
+    texts: &[Option<&str>],
+    opts: &ChunkOptions,
+) -> Result<Vec<Option<Vec<Chunk>>>> {
+    texts
+        .par_iter()
+        .map(|t| t.map(|t| chunk_text(tokenizer, t, opts)).transpose())
+        .collect()
 }
 
 /// Cut `text[from..to]` into pieces of at most `max` tokens, character by character.
@@ -241,7 +283,9 @@ fn split_by_chars(
     let mut last_fit: Option<(usize, usize)> = None; // (end, tokens)
     let mut pos = from;
     while pos < to {
-        let Some(c) = text[pos..].chars().next() else { break };
+        let Some(c) = text[pos..].chars().next() else {
+            break;
+        };
         let next = pos + c.len_utf8();
         let tokens = tokenizer.count(&text[piece_start..next])?;
         if tokens > max {
@@ -305,7 +349,11 @@ impl Boundaries {
             } else if newlines == 1 {
                 LEVEL_LINE
             } else if ws < gap.len() {
-                if ends_sentence(&text[..prev_end]) { LEVEL_SENTENCE } else { LEVEL_WORD }
+                if ends_sentence(&text[..prev_end]) {
+                    LEVEL_SENTENCE
+                } else {
+                    LEVEL_WORD
+                }
             } else if words[k - 1].is_some() && words[k - 1] == words[k] {
                 LEVEL_MID_WORD
             } else if ends_cjk_sentence(&text[..prev_end]) {
@@ -365,7 +413,9 @@ impl Boundaries {
         }
         let from = end.saturating_sub(overlap).max(start + 1);
         let first_at = |min_level: i8| (from..end).find(|&k| self.levels[k] >= min_level);
-        first_at(LEVEL_WORD).or_else(|| first_at(LEVEL_WORD_ADJACENT)).unwrap_or(end)
+        first_at(LEVEL_WORD)
+            .or_else(|| first_at(LEVEL_WORD_ADJACENT))
+            .unwrap_or(end)
     }
 }
 
@@ -381,8 +431,14 @@ fn char_floor(text: &str, pos: usize) -> usize {
 
 /// Does `before` end with a sentence terminator (possibly followed by closing quotes)?
 fn ends_sentence(before: &str) -> bool {
-    let mut it = before.chars().rev().skip_while(|c| matches!(c, '"' | '\'' | ')' | ']' | '”' | '’' | '»'));
-    matches!(it.next(), Some('.' | '!' | '?' | ';' | '。' | '！' | '？' | '…'))
+    let mut it = before
+        .chars()
+        .rev()
+        .skip_while(|c| matches!(c, '"' | '\'' | ')' | ']' | '”' | '’' | '»'));
+    matches!(
+        it.next(),
+        Some('.' | '!' | '?' | ';' | '。' | '！' | '？' | '…')
+    )
 }
 
 /// CJK full stops end sentences without a following space.
@@ -401,7 +457,11 @@ fn markdown_level(line: &[u8]) -> i8 {
         return LEVEL_MD_BLOCK;
     }
     let rule = |c: u8| {
-        let marks = line.iter().take_while(|&&b| b == c || b == b' ').filter(|&&b| b == c).count();
+        let marks = line
+            .iter()
+            .take_while(|&&b| b == c || b == b' ')
+            .filter(|&&b| b == c)
+            .count();
         let rest = line.iter().find(|&&b| b != c && b != b' ');
         marks >= 3 && matches!(rest, None | Some(b'\n' | b'\r'))
     };

@@ -16,7 +16,11 @@ pub type Result<T, E = OperatorError> = std::result::Result<T, E>;
 pub enum OperatorError {
     /// A model or tokenizer could not be found or loaded.
     #[error("cannot load {what} from '{path}': {message}")]
-    Asset { what: String, path: String, message: String },
+    Asset {
+        what: String,
+        path: String,
+        message: String,
+    },
 
     /// A tokenizer file is missing: the model directory has not been fetched.
     #[error(
@@ -32,7 +36,10 @@ pub enum OperatorError {
 
     /// A function argument has an invalid value.
     #[error("{function}: {message}")]
-    InvalidArgument { function: &'static str, message: String },
+    InvalidArgument {
+        function: &'static str,
+        message: String,
+    },
 }
 
 impl From<OperatorError> for DataFusionError {

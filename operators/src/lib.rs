@@ -5,11 +5,11 @@
 
 pub mod chunk;
 pub mod error;
-pub mod udfs;
 pub mod registry;
 pub mod tokenizer;
+pub mod udfs;
 
-pub use error::{OperatorError, Result};
 pub use chunk::{chunk_text, chunk_texts, Chunk, ChunkMode, ChunkOptions};
+pub use error::{OperatorError, Result};
 pub use registry::{functions, register_all, OperatorConfig};
 pub use tokenizer::{load_tokenizer, resolve_tokenizer_path, tokenizer_for, TextTokenizer};

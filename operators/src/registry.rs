@@ -18,7 +18,9 @@ pub struct OperatorConfig {
 impl OperatorConfig {
     /// `$STRATA_MODELS`, else `./models` in the working directory.
     pub fn from_env() -> Self {
-        let models_dir = std::env::var_os("STRATA_MODELS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("models"));
+        let models_dir = std::env::var_os("STRATA_MODELS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("models"));
         Self { models_dir }
     }
 }
@@ -45,11 +47,14 @@ mod tests {
     #[test]
     fn test_no_duplicate_names() {
         let cfg = OperatorConfig::from_env();
-        let mut names: Vec<String> = functions(&cfg).iter().flat_map(|f| {
-            let mut v = vec![f.name().to_string()];
-            v.extend(f.aliases().iter().cloned());
-            v
-        }).collect();
+        let mut names: Vec<String> = functions(&cfg)
+            .iter()
+            .flat_map(|f| {
+                let mut v = vec![f.name().to_string()];
+                v.extend(f.aliases().iter().cloned());
+                v
+            })
+            .collect();
         let n = names.len();
         names.sort();
         names.dedup();

@@ -37,7 +37,9 @@ impl TextTokenizer {
     /// Load a `tokenizer.json`, switching padding and truncation off.
     pub fn from_file(path: &Path) -> Result<Self> {
         if !path.is_file() {
-            return Err(OperatorError::TokenizerNotFound { path: path.to_path_buf() });
+            return Err(OperatorError::TokenizerNotFound {
+                path: path.to_path_buf(),
+            });
         }
         let mut inner = Tokenizer::from_file(path).map_err(|e| OperatorError::Asset {
             what: "tokenizer".into(),
@@ -45,12 +47,17 @@ impl TextTokenizer {
             message: format!("{e} (re-run scripts/fetch_models.sh if the file is damaged)"),
         })?;
         inner.with_padding(None);
-        inner.with_truncation(None).map_err(|e| OperatorError::Asset {
-            what: "tokenizer".into(),
-            path: path.display().to_string(),
-            message: format!("cannot switch truncation off: {e}"),
-        })?;
-        Ok(Self { inner, path: path.to_path_buf() })
+        inner
+            .with_truncation(None)
+            .map_err(|e| OperatorError::Asset {
+                what: "tokenizer".into(),
+                path: path.display().to_string(),
+                message: format!("cannot switch truncation off: {e}"),
+            })?;
+        Ok(Self {
+            inner,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The file this tokenizer was loaded from.
@@ -64,17 +71,25 @@ impl TextTokenizer {
             return Ok(0);
         }
         // `encode_fast` skips offset tracking, which counting does not need.
-        let enc = self.inner.encode_fast(text, false).map_err(|e| self.tokenize_error(e))?;
+        let enc = self
+            .inner
+            .encode_fast(text, false)
+            .map_err(|e| self.tokenize_error(e))?;
         Ok(enc.len())
     }
 
     /// Encode `text` without special tokens, with byte offsets into `text` and word ids.
     pub fn encode(&self, text: &str) -> Result<Encoding> {
-        self.inner.encode(text, false).map_err(|e| self.tokenize_error(e))
+        self.inner
+            .encode(text, false)
+            .map_err(|e| self.tokenize_error(e))
     }
 
     fn tokenize_error(&self, e: tokenizers::Error) -> OperatorError {
-        OperatorError::Tokenize { path: self.path.clone(), message: e.to_string() }
+        OperatorError::Tokenize {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -119,7 +134,9 @@ pub fn load_tokenizer(path: &Path) -> Result<Arc<TextTokenizer>> {
     // Loaded outside the lock: parsing a tokenizer takes tens of milliseconds. Two threads may
     // race to load the same file; the first insert wins and both get equal tokenizers.
     let loaded = Arc::new(TextTokenizer::from_file(path)?);
-    Ok(Arc::clone(lock(cache).entry(path.to_path_buf()).or_insert(loaded)))
+    Ok(Arc::clone(
+        lock(cache).entry(path.to_path_buf()).or_insert(loaded),
+    ))
 }
 
 /// Resolve and load a model's tokenizer (see [`resolve_tokenizer_path`]).

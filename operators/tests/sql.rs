@@ -23,7 +23,12 @@ fn ctx() -> SessionContext {
     // Fails with the fetch_models.sh hint when the model is missing.
     default_tokenizer();
     let ctx = SessionContext::new();
-    register_all(&ctx, &OperatorConfig { models_dir: models_dir() });
+    register_all(
+        &ctx,
+        &OperatorConfig {
+            models_dir: models_dir(),
+        },
+    );
     let schema = Arc::new(Schema::new(vec![
         Field::new("doc_id", DataType::Utf8, false),
         Field::new("body", DataType::Utf8, true),
@@ -37,7 +42,8 @@ fn ctx() -> SessionContext {
     )
     .expect("batch");
     let table = MemTable::try_new(schema, vec![vec![batch]]).expect("table");
-    ctx.register_table("docs", Arc::new(table)).expect("register");
+    ctx.register_table("docs", Arc::new(table))
+        .expect("register");
     ctx
 }
 
@@ -98,7 +104,11 @@ async fn unnest_in_select_list_with_bracket_access_and_substr() {
         let tokens = b.column(4).as_primitive::<Int32Type>();
         let _start = b.column(5).as_primitive::<Int64Type>();
         for i in 0..b.num_rows() {
-            assert_eq!(text.value(i), sub.value(i), "substr(body, start_char + 1, len) == text");
+            assert_eq!(
+                text.value(i),
+                sub.value(i),
+                "substr(body, start_char + 1, len) == text"
+            );
             assert!(tokens.value(i) <= 8);
             last_doc = doc.value(i).to_string();
             n += 1;
@@ -108,22 +118,43 @@ async fn unnest_in_select_list_with_bracket_access_and_substr() {
     assert_eq!(last_doc, "d4");
 
     // The form from the design doc, without the subquery.
-    let batches = collect(&ctx, "SELECT doc_id, unnest(chunk_text(body, 64)) AS c FROM docs").await;
+    let batches = collect(
+        &ctx,
+        "SELECT doc_id, unnest(chunk_text(body, 64)) AS c FROM docs",
+    )
+    .await;
     assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 2);
 }
 
 #[tokio::test]
 async fn null_text_gives_null_and_empty_text_an_empty_list() {
     let ctx = ctx();
-    let batches = collect(&ctx, "SELECT doc_id, chunk_text(body, 16) AS c FROM docs ORDER BY doc_id").await;
+    let batches = collect(
+        &ctx,
+        "SELECT doc_id, chunk_text(body, 16) AS c FROM docs ORDER BY doc_id",
+    )
+    .await;
     let b = &batches[0];
     let lists = b.column(1).as_list::<i32>();
     assert!(lists.is_valid(0) && !lists.value(0).is_empty());
     assert!(lists.is_null(1), "NULL text -> NULL");
-    assert!(lists.is_valid(2) && lists.value(2).is_empty(), "empty text -> empty list");
+    assert!(
+        lists.is_valid(2) && lists.value(2).is_empty(),
+        "empty text -> empty list"
+    );
     // A literal text is folded to a scalar.
-    let batches = collect(&ctx, "SELECT cardinality(chunk_text('one two three four five six', 2)) AS n").await;
-    assert_eq!(batches[0].column(0).as_primitive::<arrow::datatypes::UInt64Type>().value(0), 3);
+    let batches = collect(
+        &ctx,
+        "SELECT cardinality(chunk_text('one two three four five six', 2)) AS n",
+    )
+    .await;
+    assert_eq!(
+        batches[0]
+            .column(0)
+            .as_primitive::<arrow::datatypes::UInt64Type>()
+            .value(0),
+        3
+    );
 }
 
 #[tokio::test]
@@ -152,17 +183,44 @@ async fn token_count_counts_without_special_tokens() {
 async fn bad_arguments_are_errors_that_say_what_to_do() {
     let ctx = ctx();
     let cases = [
-        ("SELECT chunk_text(body, 0) FROM docs", "max_tokens must be a positive integer"),
-        ("SELECT chunk_text(body, 16, 16) FROM docs", "must be smaller than max_tokens"),
-        ("SELECT chunk_text(body, 16, 2, 'html') FROM docs", "use 'recursive' (the default) or 'markdown'"),
-        ("SELECT chunk_text(body, length(doc_id)) FROM docs", "max_tokens must be a literal"),
-        ("SELECT chunk_text(body) FROM docs", "takes 2 to 4 arguments"),
-        ("SELECT chunk_text(body, 'x') FROM docs", "max_tokens must be an integer"),
-        ("SELECT token_count(body, doc_id) FROM docs", "model must be a literal"),
-        ("SELECT token_count(body, 'no-such-model') FROM docs", "scripts/fetch_models.sh"),
+        (
+            "SELECT chunk_text(body, 0) FROM docs",
+            "max_tokens must be a positive integer",
+        ),
+        (
+            "SELECT chunk_text(body, 16, 16) FROM docs",
+            "must be smaller than max_tokens",
+        ),
+        (
+            "SELECT chunk_text(body, 16, 2, 'html') FROM docs",
+            "use 'recursive' (the default) or 'markdown'",
+        ),
+        (
+            "SELECT chunk_text(body, length(doc_id)) FROM docs",
+            "max_tokens must be a literal",
+        ),
+        (
+            "SELECT chunk_text(body) FROM docs",
+            "takes 2 to 4 arguments",
+        ),
+        (
+            "SELECT chunk_text(body, 'x') FROM docs",
+            "max_tokens must be an integer",
+        ),
+        (
+            "SELECT token_count(body, doc_id) FROM docs",
+            "model must be a literal",
+        ),
+        (
+            "SELECT token_count(body, 'no-such-model') FROM docs",
+            "scripts/fetch_models.sh",
+        ),
     ];
     for (sql, want) in cases {
         let e = error(&ctx, sql).await;
-        assert!(e.contains(want), "{sql}: error {e:?} should contain {want:?}");
+        assert!(
+            e.contains(want),
+            "{sql}: error {e:?} should contain {want:?}"
+        );
     }
 }

@@ -2,7 +2,9 @@
 
 use std::str::FromStr;
 
-use arrow::array::{ArrayRef, BinaryBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder};
+use arrow::array::{
+    ArrayRef, BinaryBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use std::sync::{Arc, LazyLock};
@@ -26,7 +28,9 @@ impl FromStr for BadDataPolicy {
             "fail" => Ok(Self::Fail),
             "drop" => Ok(Self::Drop),
             "dead_letter" | "dead-letter" => Ok(Self::DeadLetter),
-            other => Err(format!("unknown bad_data policy '{other}': expected 'fail', 'drop' or 'dead_letter'")),
+            other => Err(format!(
+                "unknown bad_data policy '{other}': expected 'fail', 'drop' or 'dead_letter'"
+            )),
         }
     }
 }
@@ -66,7 +70,11 @@ pub fn dead_letter_schema() -> SchemaRef {
             Field::new("location", DataType::Utf8, false),
             Field::new("reason", DataType::Utf8, false),
             Field::new("raw", DataType::Binary, false),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
         ]))
     });
     SCHEMA.clone()
@@ -99,5 +107,6 @@ pub fn dead_letter_batch(source: &str, records: &[BadRecord], now_micros: i64) -
         Arc::new(raw.finish()),
         Arc::new(ts.finish()),
     ];
-    RecordBatch::try_new(dead_letter_schema(), cols).expect("dead letter columns match their schema")
+    RecordBatch::try_new(dead_letter_schema(), cols)
+        .expect("dead letter columns match their schema")
 }

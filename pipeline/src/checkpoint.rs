@@ -104,7 +104,10 @@ impl Checkpoint {
     }
 
     fn err(&self, message: impl std::fmt::Display) -> PipelineError {
-        PipelineError::Checkpoint { location: self.location.url.clone(), message: message.to_string() }
+        PipelineError::Checkpoint {
+            location: self.location.url.clone(),
+            message: message.to_string(),
+        }
     }
 
     async fn put<T: Serialize>(&self, dir: &str, epoch: u64, value: &T) -> Result<()> {
@@ -115,7 +118,10 @@ impl Checkpoint {
             .store
             .put(&path, PutPayload::from(bytes))
             .await
-            .map_err(|e| PipelineError::ObjectStore { location: path.to_string(), source: e })?;
+            .map_err(|e| PipelineError::ObjectStore {
+                location: path.to_string(),
+                source: e,
+            })?;
         Ok(())
     }
 
@@ -123,11 +129,19 @@ impl Checkpoint {
         let path = self.location.child(&format!("{dir}/{}", name(epoch)));
         match self.location.store.get(&path).await {
             Ok(r) => {
-                let bytes = r.bytes().await.map_err(|e| PipelineError::ObjectStore { location: path.to_string(), source: e })?;
-                serde_json::from_slice(&bytes).map(Some).map_err(|e| self.err(format!("{path}: {e}")))
+                let bytes = r.bytes().await.map_err(|e| PipelineError::ObjectStore {
+                    location: path.to_string(),
+                    source: e,
+                })?;
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| self.err(format!("{path}: {e}")))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(PipelineError::ObjectStore { location: path.to_string(), source: e }),
+            Err(e) => Err(PipelineError::ObjectStore {
+                location: path.to_string(),
+                source: e,
+            }),
         }
     }
 
@@ -139,7 +153,10 @@ impl Checkpoint {
             .list(Some(&prefix))
             .try_collect()
             .await
-            .map_err(|e| PipelineError::ObjectStore { location: prefix.to_string(), source: e })?;
+            .map_err(|e| PipelineError::ObjectStore {
+                location: prefix.to_string(),
+                source: e,
+            })?;
         let mut epochs: Vec<u64> = metas
             .iter()
             .filter_map(|m| m.location.filename()?.strip_suffix(".json")?.parse().ok())
@@ -162,7 +179,10 @@ impl Checkpoint {
         };
         let replay = match last_offset {
             Some(e) if Some(e) > last_commit => {
-                let entry = self.get::<OffsetEntry>("offsets", e).await?.ok_or_else(|| self.err(format!("offset entry {e} vanished")))?;
+                let entry = self
+                    .get::<OffsetEntry>("offsets", e)
+                    .await?
+                    .ok_or_else(|| self.err(format!("offset entry {e} vanished")))?;
                 let manifest = self.get::<Manifest>("manifests", e).await?;
                 Some((entry, manifest))
             }
@@ -190,7 +210,9 @@ impl Checkpoint {
                 let path: ObjPath = self.location.child(&format!("{dir}/{}", name(old)));
                 match self.location.store.delete(&path).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => tracing::warn!(path = %path, error = %e, "could not prune old checkpoint entry"),
+                    Err(e) => {
+                        tracing::warn!(path = %path, error = %e, "could not prune old checkpoint entry")
+                    }
                 }
             }
         }

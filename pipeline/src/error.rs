@@ -58,10 +58,16 @@ pub enum PipelineError {
 impl PipelineError {
     /// Shorthand for a [`PipelineError::Source`].
     pub fn source(name: impl Into<String>, message: impl std::fmt::Display) -> Self {
-        Self::Source { name: name.into(), message: message.to_string() }
+        Self::Source {
+            name: name.into(),
+            message: message.to_string(),
+        }
     }
     /// Shorthand for a [`PipelineError::Sink`].
     pub fn sink(name: impl Into<String>, message: impl std::fmt::Display) -> Self {
-        Self::Sink { name: name.into(), message: message.to_string() }
+        Self::Sink {
+            name: name.into(),
+            message: message.to_string(),
+        }
     }
 }

@@ -33,8 +33,13 @@ use crate::bad_data::dead_letter_batch;
 use crate::checkpoint::{Checkpoint, CommitEntry, Manifest, OffsetEntry, SourceOffsets};
 use crate::sink::{EpochInfo, SinkStats, StagedEpoch};
 use crate::table::EpochTable;
-use crate::telemetry::{EpochCommitted, Progress, RunOutcome, RunSummary, SinkPublished, SinkSummary, SourceRead, SourceSummary};
-use crate::{BadDataPolicy, EpochLimits, PipelineError, Result, Sink, Source, SourceEpoch, SplitRange};
+use crate::telemetry::{
+    EpochCommitted, Progress, RunOutcome, RunSummary, SinkPublished, SinkSummary, SourceRead,
+    SourceSummary,
+};
+use crate::{
+    BadDataPolicy, EpochLimits, PipelineError, Result, Sink, Source, SourceEpoch, SplitRange,
+};
 
 /// A source of the job with the table it feeds and its bad-data policy.
 pub struct SourceBinding {
@@ -129,7 +134,13 @@ pub fn file_stem(job: &str, sink: &str, insert: usize, entry: &OffsetEntry) -> S
                 .next()
                 .unwrap_or("")
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' { c } else { '_' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
                 .take(48)
                 .collect();
             format!("{tag}-{}-{}-{digest}", r.start, r.end)
@@ -141,7 +152,15 @@ pub fn file_stem(job: &str, sink: &str, insert: usize, entry: &OffsetEntry) -> S
 /// Run a job until its bounded sources are exhausted or `shutdown` is triggered.
 pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
     let started = Instant::now();
-    let Job { name: job_name, ctx, sources, inserts, checkpoint, limits, progress_bar } = job;
+    let Job {
+        name: job_name,
+        ctx,
+        sources,
+        inserts,
+        checkpoint,
+        limits,
+        progress_bar,
+    } = job;
 
     let recovery = checkpoint.recover().await?;
     let mut all_sinks: Vec<Arc<dyn Sink>> = inserts.iter().map(|i| i.sink.clone()).collect();
@@ -158,14 +177,18 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
 
     // Positions per source as of the newest offset entry; sources absent from an
     // epoch carry them forward so every entry is complete.
-    let mut last_offsets: BTreeMap<String, SourceOffsets> = match (&recovery.replay, &recovery.committed) {
-        (Some((e, _)), _) | (None, Some(e)) => e.sources.clone(),
-        _ => BTreeMap::new(),
-    };
+    let mut last_offsets: BTreeMap<String, SourceOffsets> =
+        match (&recovery.replay, &recovery.committed) {
+            (Some((e, _)), _) | (None, Some(e)) => e.sources.clone(),
+            _ => BTreeMap::new(),
+        };
     let replay_manifest: Option<Manifest> = recovery.replay.as_ref().and_then(|(_, m)| m.clone());
 
     let total_bytes = if sources.iter().all(|s| s.source.is_bounded()) {
-        sources.iter().map(|s| s.source.size_hint()).sum::<Option<u64>>()
+        sources
+            .iter()
+            .map(|s| s.source.size_hint())
+            .sum::<Option<u64>>()
     } else {
         None
     };
@@ -179,12 +202,23 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
     }
 
     let (tx, mut rx) = mpsc::channel::<Result<EpochInput>>(1);
-    let reader = tokio::spawn(read_epochs(readers, recovery, limits, tx, shutdown.clone()).instrument(tracing::info_span!("reader", job = %job_name)));
+    let reader = tokio::spawn(
+        read_epochs(readers, recovery, limits, tx, shutdown.clone())
+            .instrument(tracing::info_span!("reader", job = %job_name)),
+    );
 
-    let mut summary_sources: BTreeMap<String, SourceSummary> = bindings.iter().map(|b| (b.0.clone(), SourceSummary::default())).collect();
+    let mut summary_sources: BTreeMap<String, SourceSummary> = bindings
+        .iter()
+        .map(|b| (b.0.clone(), SourceSummary::default()))
+        .collect();
     let mut summary_sinks: BTreeMap<String, SinkSummary> = BTreeMap::new();
     for i in &inserts {
-        summary_sinks.entry(i.sink.name().to_string()).or_insert_with(|| SinkSummary { location: i.sink.location(), stats: SinkStats::default() });
+        summary_sinks
+            .entry(i.sink.name().to_string())
+            .or_insert_with(|| SinkSummary {
+                location: i.sink.location(),
+                stats: SinkStats::default(),
+            });
     }
     let mut epochs = 0u64;
     let mut replayed = 0u64;
@@ -350,11 +384,20 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
     progress.finish();
     match reader.await {
         Ok(()) => {}
-        Err(e) => return Err(PipelineError::source("reader", format!("reader task failed: {e}"))),
+        Err(e) => {
+            return Err(PipelineError::source(
+                "reader",
+                format!("reader task failed: {e}"),
+            ))
+        }
     }
     Ok(RunSummary {
         job: job_name,
-        outcome: if shutdown.is_triggered() { RunOutcome::Drained } else { RunOutcome::Completed },
+        outcome: if shutdown.is_triggered() {
+            RunOutcome::Drained
+        } else {
+            RunOutcome::Completed
+        },
         epochs,
         replayed_epochs: replayed,
         sources: summary_sources,
@@ -363,13 +406,28 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
     })
 }
 
-type StageFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(Arc<dyn Sink>, Box<dyn StagedEpoch>)>> + Send + 'a>>;
+type StageFuture<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<(Arc<dyn Sink>, Box<dyn StagedEpoch>)>> + Send + 'a,
+    >,
+>;
 
-fn execute_insert<'a>(ctx: &'a SessionContext, ins: &'a InsertBinding, info: EpochInfo) -> StageFuture<'a> {
+fn execute_insert<'a>(
+    ctx: &'a SessionContext,
+    ins: &'a InsertBinding,
+    info: EpochInfo,
+) -> StageFuture<'a> {
     Box::pin(async move {
         let sink_name = ins.sink.name().to_string();
-        let exec_err = |e| PipelineError::Execution { sink: sink_name.clone(), source: e };
-        let physical = ctx.state().create_physical_plan(&ins.plan).await.map_err(exec_err)?;
+        let exec_err = |e| PipelineError::Execution {
+            sink: sink_name.clone(),
+            source: e,
+        };
+        let physical = ctx
+            .state()
+            .create_physical_plan(&ins.plan)
+            .await
+            .map_err(exec_err)?;
         let mut stream = execute_stream(physical, ctx.task_ctx()).map_err(exec_err)?;
         let mut writer = ins.sink.begin_epoch(&info).await?;
         while let Some(batch) = stream.next().await {
@@ -399,17 +457,34 @@ async fn read_epochs(
             let started = Instant::now();
             let mut parts = Vec::with_capacity(sources.len());
             for (name, s) in sources.iter_mut() {
-                match entry.sources.get(name.as_str()).filter(|o| !o.ranges.is_empty()) {
+                match entry
+                    .sources
+                    .get(name.as_str())
+                    .filter(|o| !o.ranges.is_empty())
+                {
                     Some(o) => parts.push(Some(s.replay(&o.ranges).await?)),
                     None => parts.push(None),
                 }
             }
-            if tx.send(Ok(EpochInput { epoch: entry.epoch, replay: true, parts, started })).await.is_err() {
+            if tx
+                .send(Ok(EpochInput {
+                    epoch: entry.epoch,
+                    replay: true,
+                    parts,
+                    started,
+                }))
+                .await
+                .is_err()
+            {
                 return Ok(());
             }
         }
         for (name, s) in sources.iter_mut() {
-            let state = resume.as_ref().and_then(|e| e.sources.get(name.as_str())).map(|o| o.state_after.clone()).filter(|v| !v.is_null());
+            let state = resume
+                .as_ref()
+                .and_then(|e| e.sources.get(name.as_str()))
+                .map(|o| o.state_after.clone())
+                .filter(|v| !v.is_null());
             s.open(state).await?;
         }
         let mut exhausted = vec![false; sources.len()];
@@ -440,7 +515,16 @@ async fn read_epochs(
                 }
                 continue;
             }
-            if tx.send(Ok(EpochInput { epoch, replay: false, parts, started })).await.is_err() {
+            if tx
+                .send(Ok(EpochInput {
+                    epoch,
+                    replay: false,
+                    parts,
+                    started,
+                }))
+                .await
+                .is_err()
+            {
                 return Ok(());
             }
             epoch += 1;

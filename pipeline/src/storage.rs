@@ -52,19 +52,26 @@ impl StorageLocation {
         StorageLocation {
             store: self.store.clone(),
             url: format!("{}{}", self.url.trim_end_matches('/'), suffix),
-            local_path: self.local_path.as_ref().map(|p| PathBuf::from(format!("{}{}", p.display(), suffix))),
+            local_path: self
+                .local_path
+                .as_ref()
+                .map(|p| PathBuf::from(format!("{}{}", p.display(), suffix))),
             prefix,
         }
     }
 
     /// The key relative to this location's prefix, if `path` is under it.
     pub fn relative<'a>(&self, path: &'a ObjPath) -> Option<String> {
-        let parts: Vec<_> = path.prefix_match(&self.prefix)?.map(|p| p.as_ref().to_string()).collect();
+        let parts: Vec<_> = path
+            .prefix_match(&self.prefix)?
+            .map(|p| p.as_ref().to_string())
+            .collect();
         Some(parts.join("/"))
     }
 }
 
-static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> = LazyLock::new(Default::default);
+static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> =
+    LazyLock::new(Default::default);
 
 /// Names of the options this module understands, for `storage.*` validation.
 pub fn is_storage_option(key: &str) -> bool {
@@ -74,7 +81,10 @@ pub fn is_storage_option(key: &str) -> bool {
 /// Resolve a path or URL. `options` holds the connector's `'storage.*'` options
 /// (with the `storage.` prefix).
 pub fn resolve(location: &str, options: &BTreeMap<String, String>) -> Result<StorageLocation> {
-    let err = |message: String| PipelineError::Storage { location: location.to_string(), message };
+    let err = |message: String| PipelineError::Storage {
+        location: location.to_string(),
+        message,
+    };
     let storage_opts: Vec<(&str, &str)> = options
         .iter()
         .filter_map(|(k, v)| k.strip_prefix("storage.").map(|k| (k, v.as_str())))
@@ -85,7 +95,9 @@ pub fn resolve(location: &str, options: &BTreeMap<String, String>) -> Result<Sto
     let has_scheme = location.contains("://");
     if !has_scheme || location.starts_with("file://") {
         if let Some((k, _)) = storage_opts.first() {
-            return Err(err(format!("option 'storage.{k}' does not apply to local paths")));
+            return Err(err(format!(
+                "option 'storage.{k}' does not apply to local paths"
+            )));
         }
         let raw = if has_scheme {
             Url::parse(location)
@@ -97,7 +109,9 @@ pub fn resolve(location: &str, options: &BTreeMap<String, String>) -> Result<Sto
         };
         let abs = std::path::absolute(&raw).map_err(|e| err(e.to_string()))?;
         let prefix = ObjPath::from_absolute_path(&abs).map_err(|e| err(e.to_string()))?;
-        let url = Url::from_file_path(&abs).map(|u| u.to_string()).unwrap_or_else(|_| abs.display().to_string());
+        let url = Url::from_file_path(&abs)
+            .map(|u| u.to_string())
+            .unwrap_or_else(|_| abs.display().to_string());
         return Ok(StorageLocation {
             store: Arc::new(LocalFileSystem::new()),
             prefix,
@@ -105,7 +119,11 @@ pub fn resolve(location: &str, options: &BTreeMap<String, String>) -> Result<Sto
             local_path: Some(abs),
         });
     }
-    let url = Url::parse(location).map_err(|e| err(format!("{e}; expected a local path, file://, s3:// or memory:// URL")))?;
+    let url = Url::parse(location).map_err(|e| {
+        err(format!(
+            "{e}; expected a local path, file://, s3:// or memory:// URL"
+        ))
+    })?;
     let bucket = url.host_str().unwrap_or_default().to_string();
     let prefix = ObjPath::from(url.path().trim_matches('/'));
     match url.scheme() {
@@ -115,13 +133,16 @@ pub fn resolve(location: &str, options: &BTreeMap<String, String>) -> Result<Sto
             }
             let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
             // AWS_ENDPOINT_URL is the standard SDK variable; object_store reads AWS_ENDPOINT.
-            if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL_S3").or_else(|_| std::env::var("AWS_ENDPOINT_URL")) {
+            if let Ok(endpoint) =
+                std::env::var("AWS_ENDPOINT_URL_S3").or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+            {
                 builder = builder.with_endpoint(&endpoint);
                 if endpoint.starts_with("http://") {
                     builder = builder.with_allow_http(true);
                 }
             }
-            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err()
+            {
                 builder = builder.with_region("us-east-1");
             }
             for (k, v) in storage_opts {
@@ -143,9 +164,16 @@ pub fn resolve(location: &str, options: &BTreeMap<String, String>) -> Result<Sto
         }
         "memory" => {
             if let Some((k, _)) = storage_opts.first() {
-                return Err(err(format!("option 'storage.{k}' does not apply to memory:// URLs")));
+                return Err(err(format!(
+                    "option 'storage.{k}' does not apply to memory:// URLs"
+                )));
             }
-            let store = MEMORY_STORES.lock().expect("memory store registry").entry(bucket.clone()).or_default().clone();
+            let store = MEMORY_STORES
+                .lock()
+                .expect("memory store registry")
+                .entry(bucket.clone())
+                .or_default()
+                .clone();
             Ok(StorageLocation {
                 store,
                 url: format!("memory://{bucket}/{}", prefix.as_ref()),
@@ -153,6 +181,8 @@ pub fn resolve(location: &str, options: &BTreeMap<String, String>) -> Result<Sto
                 local_path: None,
             })
         }
-        other => Err(err(format!("unsupported scheme '{other}://': use a local path, file://, s3:// or memory://"))),
+        other => Err(err(format!(
+            "unsupported scheme '{other}://': use a local path, file://, s3:// or memory://"
+        ))),
     }
 }

@@ -28,8 +28,13 @@ impl EpochTable {
     /// An empty table of `schema`, spreading each epoch over `partitions` partitions.
     pub fn new(schema: SchemaRef, partitions: usize) -> Self {
         let partitions = partitions.max(1);
-        let empty = MemTable::try_new(schema.clone(), vec![vec![]; partitions]).expect("empty table matches its schema");
-        Self { schema, partitions, current: RwLock::new(Arc::new(empty)) }
+        let empty = MemTable::try_new(schema.clone(), vec![vec![]; partitions])
+            .expect("empty table matches its schema");
+        Self {
+            schema,
+            partitions,
+            current: RwLock::new(Arc::new(empty)),
+        }
     }
 
     /// Replace the contents with one epoch's batches (zero-copy slices,

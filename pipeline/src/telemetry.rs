@@ -76,11 +76,19 @@ impl std::fmt::Display for RunSummary {
             "job '{}' {outcome}: {} epoch(s){} in {:.1}s",
             self.job,
             self.epochs,
-            if self.replayed_epochs > 0 { format!(" ({} replayed after a restart)", self.replayed_epochs) } else { String::new() },
+            if self.replayed_epochs > 0 {
+                format!(" ({} replayed after a restart)", self.replayed_epochs)
+            } else {
+                String::new()
+            },
             self.elapsed_secs
         )?;
         for (name, s) in &self.sources {
-            let rate = if self.elapsed_secs > 0.0 { s.records as f64 / self.elapsed_secs } else { 0.0 };
+            let rate = if self.elapsed_secs > 0.0 {
+                s.records as f64 / self.elapsed_secs
+            } else {
+                0.0
+            };
             writeln!(
                 f,
                 "  source {name}: {} records ({} rows, {} dead-lettered, {} dropped), {}, {rate:.0} records/s",
@@ -92,7 +100,14 @@ impl std::fmt::Display for RunSummary {
             )?;
         }
         for (name, s) in &self.sinks {
-            writeln!(f, "  sink {name}: {} rows in {} file(s), {} -> {}", s.stats.rows, s.stats.files, human_bytes(s.stats.bytes), s.location)?;
+            writeln!(
+                f,
+                "  sink {name}: {} rows in {} file(s), {} -> {}",
+                s.stats.rows,
+                s.stats.files,
+                human_bytes(s.stats.bytes),
+                s.location
+            )?;
         }
         Ok(())
     }
@@ -107,7 +122,11 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 /// Event: an epoch committed.
@@ -129,9 +148,18 @@ pub struct EpochCommitted<'a> {
 impl EpochCommitted<'_> {
     /// Log and count it.
     pub fn emit(&self) {
-        tracing::debug!(job = self.job, epoch = self.epoch, records = self.records, rows_out = self.rows_out, ms = self.duration.as_millis() as u64, replay = self.replay, "epoch committed");
+        tracing::debug!(
+            job = self.job,
+            epoch = self.epoch,
+            records = self.records,
+            rows_out = self.rows_out,
+            ms = self.duration.as_millis() as u64,
+            replay = self.replay,
+            "epoch committed"
+        );
         metrics::counter!("strata_epochs_total", "job" => self.job.to_string()).increment(1);
-        metrics::histogram!("strata_epoch_duration_seconds", "job" => self.job.to_string()).record(self.duration.as_secs_f64());
+        metrics::histogram!("strata_epoch_duration_seconds", "job" => self.job.to_string())
+            .record(self.duration.as_secs_f64());
     }
 }
 
@@ -153,9 +181,11 @@ impl SourceRead<'_> {
     /// Count it.
     pub fn emit(&self) {
         let s = self.source.to_string();
-        metrics::counter!("strata_source_records_total", "source" => s.clone()).increment(self.records);
+        metrics::counter!("strata_source_records_total", "source" => s.clone())
+            .increment(self.records);
         metrics::counter!("strata_source_bytes_total", "source" => s.clone()).increment(self.bytes);
-        metrics::counter!("strata_source_dead_lettered_total", "source" => s.clone()).increment(self.dead_lettered);
+        metrics::counter!("strata_source_dead_lettered_total", "source" => s.clone())
+            .increment(self.dead_lettered);
         metrics::counter!("strata_source_dropped_total", "source" => s).increment(self.dropped);
     }
 }
@@ -173,7 +203,8 @@ impl SinkPublished<'_> {
     pub fn emit(&self) {
         let s = self.sink.to_string();
         metrics::counter!("strata_sink_rows_total", "sink" => s.clone()).increment(self.stats.rows);
-        metrics::counter!("strata_sink_files_total", "sink" => s.clone()).increment(self.stats.files);
+        metrics::counter!("strata_sink_files_total", "sink" => s.clone())
+            .increment(self.stats.files);
         metrics::counter!("strata_sink_bytes_total", "sink" => s).increment(self.stats.bytes);
     }
 }
@@ -204,7 +235,13 @@ impl Progress {
             bar.set_style(ProgressStyle::with_template(template).expect("valid progress template"));
             bar
         });
-        Self { bar, total_bytes, started: Instant::now(), last_log: Instant::now(), log_every: Duration::from_secs(5) }
+        Self {
+            bar,
+            total_bytes,
+            started: Instant::now(),
+            last_log: Instant::now(),
+            log_every: Duration::from_secs(5),
+        }
     }
 
     /// Update after an epoch.
@@ -221,7 +258,12 @@ impl Progress {
                 Some(total) if total > 0 && bytes_done > 0 => {
                     let frac = bytes_done as f64 / total as f64;
                     let eta = secs * (1.0 - frac) / frac;
-                    tracing::info!("progress: {:.1}% of {}, {msg}, ETA {:.0}s", frac * 100.0, human_bytes(total), eta);
+                    tracing::info!(
+                        "progress: {:.1}% of {}, {msg}, ETA {:.0}s",
+                        frac * 100.0,
+                        human_bytes(total),
+                        eta
+                    );
                 }
                 _ => tracing::info!("progress: {msg}"),
             }

@@ -10,7 +10,12 @@ pub type Result<T, E = SqlError> = std::result::Result<T, E>;
 pub enum SqlError {
     /// The job is wrong: bad syntax, unknown option or column, type mismatch.
     #[error("{file}:{line}:{column}: {message}")]
-    Plan { file: String, line: u64, column: u64, message: String },
+    Plan {
+        file: String,
+        line: u64,
+        column: u64,
+        message: String,
+    },
     /// The job file cannot be read.
     #[error("cannot read job file '{file}': {source}")]
     Read {
@@ -50,12 +55,20 @@ pub struct Pos {
 impl Pos {
     /// Build a plan error at this position.
     pub fn error(&self, file: &str, message: impl Into<String>) -> SqlError {
-        SqlError::Plan { file: file.to_string(), line: self.line.max(1), column: self.column.max(1), message: message.into() }
+        SqlError::Plan {
+            file: file.to_string(),
+            line: self.line.max(1),
+            column: self.column.max(1),
+            message: message.into(),
+        }
     }
 }
 
 impl From<sqlparser::tokenizer::Location> for Pos {
     fn from(l: sqlparser::tokenizer::Location) -> Self {
-        Pos { line: l.line, column: l.column }
+        Pos {
+            line: l.line,
+            column: l.column,
+        }
     }
 }

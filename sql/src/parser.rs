@@ -94,15 +94,29 @@ pub enum Statement {
 /// Parse a (substituted) job text into statements.
 pub fn parse_job(file: &str, text: &str) -> Result<Vec<Statement>> {
     let dialect = GenericDialect {};
-    let tokens = Tokenizer::new(&dialect, text).tokenize_with_location().map_err(|e| {
-        Pos { line: e.location.line, column: e.location.column }.error(file, format!("syntax error: {}", e.message))
-    })?;
-    let line_starts: Vec<usize> = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+    let tokens = Tokenizer::new(&dialect, text)
+        .tokenize_with_location()
+        .map_err(|e| {
+            Pos {
+                line: e.location.line,
+                column: e.location.column,
+            }
+            .error(file, format!("syntax error: {}", e.message))
+        })?;
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
     let mut statements = Vec::new();
     let mut current: Vec<TokenWithSpan> = Vec::new();
-    for t in tokens.into_iter().chain(std::iter::once(TokenWithSpan::wrap(Token::SemiColon))) {
+    for t in tokens
+        .into_iter()
+        .chain(std::iter::once(TokenWithSpan::wrap(Token::SemiColon)))
+    {
         if t.token == Token::SemiColon {
-            let meaningful: Vec<TokenWithSpan> = current.drain(..).filter(|t| !matches!(t.token, Token::Whitespace(_))).collect();
+            let meaningful: Vec<TokenWithSpan> = current
+                .drain(..)
+                .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+                .collect();
             if !meaningful.is_empty() {
                 statements.push(parse_statement(file, text, &line_starts, meaningful)?);
             }
@@ -119,41 +133,66 @@ fn pos_of(t: &TokenWithSpan) -> Pos {
 
 /// Byte offset of a (line, column) location; columns count characters.
 fn byte_offset(text: &str, line_starts: &[usize], pos: Pos) -> usize {
-    let start = line_starts.get(pos.line.saturating_sub(1) as usize).copied().unwrap_or(text.len());
+    let start = line_starts
+        .get(pos.line.saturating_sub(1) as usize)
+        .copied()
+        .unwrap_or(text.len());
     let line = &text[start..];
     let col = pos.column.saturating_sub(1) as usize;
-    start + line.char_indices().nth(col).map(|(i, _)| i).unwrap_or(line.len())
+    start
+        + line
+            .char_indices()
+            .nth(col)
+            .map(|(i, _)| i)
+            .unwrap_or(line.len())
 }
 
-fn parse_statement(file: &str, text: &str, line_starts: &[usize], tokens: Vec<TokenWithSpan>) -> Result<Statement> {
+fn parse_statement(
+    file: &str,
+    text: &str,
+    line_starts: &[usize],
+    tokens: Vec<TokenWithSpan>,
+) -> Result<Statement> {
     let first = pos_of(&tokens[0]);
     let last_end: Pos = tokens.last().map(|t| t.span.end.into()).unwrap_or(first);
     let dialect = GenericDialect {};
     let mut p = Parser::new(&dialect).with_tokens_with_locations(tokens);
-    let perr = |e: sqlparser::parser::ParserError, at: Pos| at.error(file, format!("syntax error: {e}"));
+    let perr =
+        |e: sqlparser::parser::ParserError, at: Pos| at.error(file, format!("syntax error: {e}"));
     if p.parse_keyword(Keyword::SET) {
         let key_tok = p.peek_token();
         let key = parse_key(&mut p).map_err(|m| pos_of(&key_tok).error(file, m))?;
         if !p.consume_token(&Token::Eq) && !p.parse_keyword(Keyword::TO) {
-            return Err(pos_of(&p.peek_token()).error(file, format!("expected '=' after SET {key}: write SET {key} = 'value'")));
+            return Err(pos_of(&p.peek_token()).error(
+                file,
+                format!("expected '=' after SET {key}: write SET {key} = 'value'"),
+            ));
         }
         let vt = p.peek_token();
         let value = parse_value(&mut p).map_err(|m| pos_of(&vt).error(file, m))?;
         expect_end(file, &mut p)?;
-        return Ok(Statement::Set(Setting { key: key.to_ascii_lowercase(), value, pos: pos_of(&key_tok) }));
+        return Ok(Statement::Set(Setting {
+            key: key.to_ascii_lowercase(),
+            value,
+            pos: pos_of(&key_tok),
+        }));
     }
     if p.parse_keyword(Keyword::CREATE) {
         if p.parse_keyword(Keyword::TABLE) {
             let _ = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
             let name_tok = p.peek_token();
-            let name = p.parse_identifier().map_err(|e| perr(e, pos_of(&name_tok)))?.value;
+            let name = p
+                .parse_identifier()
+                .map_err(|e| perr(e, pos_of(&name_tok)))?
+                .value;
             let mut columns = None;
             let mut watermark = None;
             if p.consume_token(&Token::LParen) {
                 let mut cols = Vec::new();
                 loop {
                     let t = p.peek_token();
-                    if matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case("watermark")) {
+                    if matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case("watermark"))
+                    {
                         p.next_token();
                         if !p.parse_keyword(Keyword::FOR) {
                             return Err(pos_of(&p.peek_token()).error(file, "expected FOR: write WATERMARK FOR column AS column - INTERVAL '5' SECOND"));
@@ -163,7 +202,11 @@ fn parse_statement(file: &str, text: &str, line_starts: &[usize], tokens: Vec<To
                             return Err(pos_of(&p.peek_token()).error(file, "expected AS: write WATERMARK FOR column AS column - INTERVAL '5' SECOND"));
                         }
                         let expr = p.parse_expr().map_err(|e| perr(e, pos_of(&t)))?;
-                        watermark = Some(Watermark { column, expr: expr.to_string(), pos: pos_of(&t) });
+                        watermark = Some(Watermark {
+                            column,
+                            expr: expr.to_string(),
+                            pos: pos_of(&t),
+                        });
                     } else {
                         let c = p.parse_column_def().map_err(|e| perr(e, pos_of(&t)))?;
                         cols.push((c, pos_of(&t)));
@@ -174,7 +217,8 @@ fn parse_statement(file: &str, text: &str, line_starts: &[usize], tokens: Vec<To
                     if p.consume_token(&Token::RParen) {
                         break;
                     }
-                    return Err(pos_of(&p.peek_token()).error(file, "expected ',' or ')' in the column list"));
+                    return Err(pos_of(&p.peek_token())
+                        .error(file, "expected ',' or ')' in the column list"));
                 }
                 columns = Some(cols);
             }
@@ -184,40 +228,72 @@ fn parse_statement(file: &str, text: &str, line_starts: &[usize], tokens: Vec<To
             }
             let options = parse_options(file, &mut p)?;
             expect_end(file, &mut p)?;
-            return Ok(Statement::CreateTable(TableDef { name, pos: pos_of(&name_tok), columns, watermark, options, with_pos: pos_of(&with_tok) }));
+            return Ok(Statement::CreateTable(TableDef {
+                name,
+                pos: pos_of(&name_tok),
+                columns,
+                watermark,
+                options,
+                with_pos: pos_of(&with_tok),
+            }));
         }
         let t = p.peek_token();
         if matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case("model")) {
             p.next_token();
             let name_tok = p.peek_token();
-            let name = p.parse_identifier().map_err(|e| perr(e, pos_of(&name_tok)))?.value;
+            let name = p
+                .parse_identifier()
+                .map_err(|e| perr(e, pos_of(&name_tok)))?
+                .value;
             if !p.parse_keyword(Keyword::WITH) {
-                return Err(pos_of(&p.peek_token()).error(file, format!("expected WITH (provider = '...', ...) after CREATE MODEL {name}")));
+                return Err(pos_of(&p.peek_token()).error(
+                    file,
+                    format!("expected WITH (provider = '...', ...) after CREATE MODEL {name}"),
+                ));
             }
             let options = parse_options(file, &mut p)?;
             expect_end(file, &mut p)?;
-            return Ok(Statement::CreateModel(ModelDef { name, pos: pos_of(&name_tok), options }));
+            return Ok(Statement::CreateModel(ModelDef {
+                name,
+                pos: pos_of(&name_tok),
+                options,
+            }));
         }
         return Err(pos_of(&t).error(file, "expected CREATE TABLE or CREATE MODEL"));
     }
     if p.parse_keyword(Keyword::INSERT) {
         if !p.parse_keyword(Keyword::INTO) {
-            return Err(pos_of(&p.peek_token()).error(file, "expected INTO: write INSERT INTO table SELECT ..."));
+            return Err(pos_of(&p.peek_token())
+                .error(file, "expected INTO: write INSERT INTO table SELECT ..."));
         }
         let name_tok = p.peek_token();
-        let table = p.parse_identifier().map_err(|e| perr(e, pos_of(&name_tok)))?.value;
+        let table = p
+            .parse_identifier()
+            .map_err(|e| perr(e, pos_of(&name_tok)))?
+            .value;
         let q = p.peek_token();
         if q.token == Token::EOF {
-            return Err(pos_of(&name_tok).error(file, format!("INSERT INTO {table} needs a query: INSERT INTO {table} SELECT ...")));
+            return Err(pos_of(&name_tok).error(
+                file,
+                format!("INSERT INTO {table} needs a query: INSERT INTO {table} SELECT ..."),
+            ));
         }
         let query_pos = pos_of(&q);
         let start = byte_offset(text, line_starts, query_pos);
         let end = byte_offset(text, line_starts, last_end).max(start);
         // Blank out everything before the query but keep line breaks, so that
         // DataFusion's spans are positions in the job file.
-        let mut query: String = text[..start].chars().map(|c| if c == '\n' { '\n' } else { ' ' }).collect();
+        let mut query: String = text[..start]
+            .chars()
+            .map(|c| if c == '\n' { '\n' } else { ' ' })
+            .collect();
         query.push_str(&text[start..end]);
-        return Ok(Statement::Insert(InsertDef { table, pos: pos_of(&name_tok), query, query_pos }));
+        return Ok(Statement::Insert(InsertDef {
+            table,
+            pos: pos_of(&name_tok),
+            query,
+            query_pos,
+        }));
     }
     let _ = text;
     Err(first.error(file, "expected SET, CREATE TABLE, CREATE MODEL or INSERT INTO; queries run as INSERT INTO sink SELECT ..."))
@@ -226,7 +302,10 @@ fn parse_statement(file: &str, text: &str, line_starts: &[usize], tokens: Vec<To
 fn expect_end(file: &str, p: &mut Parser) -> Result<()> {
     let t = p.peek_token();
     if t.token != Token::EOF {
-        return Err(pos_of(&t).error(file, format!("unexpected '{}': end the statement with ';'", t.token)));
+        return Err(pos_of(&t).error(
+            file,
+            format!("unexpected '{}': end the statement with ';'", t.token),
+        ));
     }
     Ok(())
 }
@@ -261,7 +340,9 @@ fn parse_value(p: &mut Parser) -> std::result::Result<String, String> {
             other => Err(format!("expected a number after '-', found '{other}'")),
         },
         Token::Word(w) => Ok(w.value),
-        other => Err(format!("expected a value ('text', a number, true or false), found '{other}'")),
+        other => Err(format!(
+            "expected a value ('text', a number, true or false), found '{other}'"
+        )),
     }
 }
 
@@ -277,16 +358,27 @@ fn parse_options(file: &str, p: &mut Parser) -> Result<TableOptions> {
     loop {
         let kt = p.peek_token();
         let kpos = pos_of(&kt);
-        let key = parse_key(p).map_err(|m| kpos.error(file, m))?.to_ascii_lowercase();
+        let key = parse_key(p)
+            .map_err(|m| kpos.error(file, m))?
+            .to_ascii_lowercase();
         if !p.consume_token(&Token::Eq) {
-            return Err(pos_of(&p.peek_token()).error(file, format!("expected '=' after option '{key}'")));
+            return Err(
+                pos_of(&p.peek_token()).error(file, format!("expected '=' after option '{key}'"))
+            );
         }
         let vt = p.peek_token();
         let value = parse_value(p).map_err(|m| pos_of(&vt).error(file, m))?;
         if values.iter().any(|(k, _)| *k == key) {
             return Err(kpos.error(file, format!("option '{key}' is given twice")));
         }
-        values.push((key, OptionValue { value, line: kpos.line, column: kpos.column }));
+        values.push((
+            key,
+            OptionValue {
+                value,
+                line: kpos.line,
+                column: kpos.column,
+            },
+        ));
         if p.consume_token(&Token::Comma) {
             continue;
         }
@@ -313,7 +405,9 @@ INSERT INTO out SELECT doc_id FROM docs WHERE body <> ';';\n";
         let st = parse_job("j.sql", JOB).unwrap();
         assert_eq!(st.len(), 3);
         match &st[0] {
-            Statement::Set(s) => assert_eq!((s.key.as_str(), s.value.as_str()), ("job.name", "rag")),
+            Statement::Set(s) => {
+                assert_eq!((s.key.as_str(), s.value.as_str()), ("job.name", "rag"))
+            }
             other => panic!("{other:?}"),
         }
         match &st[1] {
@@ -331,7 +425,13 @@ INSERT INTO out SELECT doc_id FROM docs WHERE body <> ';';\n";
         match &st[2] {
             Statement::Insert(i) => {
                 assert_eq!(i.table, "out");
-                assert_eq!(i.query_pos, Pos { line: 6, column: 17 });
+                assert_eq!(
+                    i.query_pos,
+                    Pos {
+                        line: 6,
+                        column: 17
+                    }
+                );
                 assert!(i.query.trim_start().starts_with("SELECT doc_id"));
                 assert!(i.query.trim_end().ends_with("';'"), "{}", i.query);
             }
@@ -341,7 +441,12 @@ INSERT INTO out SELECT doc_id FROM docs WHERE body <> ';';\n";
 
     #[test]
     fn syntax_errors_have_positions() {
-        let err = parse_job("j.sql", "SET a = 1;\nCREATE TABLE t (a TEXT) WITH (connector 'x');").unwrap_err().to_string();
+        let err = parse_job(
+            "j.sql",
+            "SET a = 1;\nCREATE TABLE t (a TEXT) WITH (connector 'x');",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("j.sql:2:"), "{err}");
         let err = parse_job("j.sql", "\n\nSELEC 1").unwrap_err().to_string();
         assert!(err.starts_with("j.sql:3:1:"), "{err}");

@@ -39,16 +39,27 @@ pub struct PlanOptions {
 
 impl Default for PlanOptions {
     fn default() -> Self {
-        Self { vars: BTreeMap::new(), checkpoint: None, progress_bar: false, operators: OperatorConfig::from_env() }
+        Self {
+            vars: BTreeMap::new(),
+            checkpoint: None,
+            progress_bar: false,
+            operators: OperatorConfig::from_env(),
+        }
     }
 }
 
 /// Settings a job may `SET`, with their meaning (shown when a key is unknown).
 const SETTINGS: &[(&str, &str)] = &[
-    ("job.name", "name of the job: checkpoint folder, file names, metrics"),
+    (
+        "job.name",
+        "name of the job: checkpoint folder, file names, metrics",
+    ),
     ("epoch.max_rows", "records per epoch (default 100000)"),
     ("epoch.max_bytes", "input bytes per epoch (default 128MB)"),
-    ("epoch.max_ms", "longest epoch of a streaming source in milliseconds (default 5000)"),
+    (
+        "epoch.max_ms",
+        "longest epoch of a streaming source in milliseconds (default 5000)",
+    ),
 ];
 
 /// A source or sink as shown by `explain`.
@@ -88,13 +99,30 @@ impl std::fmt::Display for Explain {
         for (title, tables) in [("sources", &self.sources), ("sinks", &self.sinks)] {
             writeln!(f, "{title}:")?;
             for t in tables {
-                let opts: Vec<String> = t.options.iter().map(|(k, v)| format!("{k} = '{v}'")).collect();
+                let opts: Vec<String> = t
+                    .options
+                    .iter()
+                    .map(|(k, v)| format!("{k} = '{v}'"))
+                    .collect();
                 writeln!(f, "  {} ({}): {}", t.name, t.connector, opts.join(", "))?;
-                let cols: Vec<String> = t.schema.fields().iter().map(|c| format!("{} {}", c.name(), c.data_type())).collect();
+                let cols: Vec<String> = t
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|c| format!("{} {}", c.name(), c.data_type()))
+                    .collect();
                 writeln!(f, "    columns: {}", cols.join(", "))?;
             }
         }
-        writeln!(f, "functions: {}", if self.functions.is_empty() { "(none)".to_string() } else { self.functions.join(", ") })?;
+        writeln!(
+            f,
+            "functions: {}",
+            if self.functions.is_empty() {
+                "(none)".to_string()
+            } else {
+                self.functions.join(", ")
+            }
+        )?;
         for (target, plan) in &self.plans {
             writeln!(f, "plan for INSERT INTO {target}:")?;
             for line in plan.lines() {
@@ -116,21 +144,38 @@ pub struct PlannedJob {
 /// Read, substitute and plan a job file.
 pub async fn plan_file(path: &Path, opts: &PlanOptions) -> Result<PlannedJob> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| SqlError::Read { file: file.clone(), source })?;
-    let default_name = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "job".into());
+    let text = std::fs::read_to_string(path).map_err(|source| SqlError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    let default_name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "job".into());
     plan_text(&file, &text, &default_name, opts).await
 }
 
 fn connector_err(file: &str, decl: &TableDef, e: ConnectorError) -> SqlError {
-    let at = |key: &str| decl.options.position(key).map(|(line, column)| Pos { line, column }).unwrap_or(decl.with_pos);
+    let at = |key: &str| {
+        decl.options
+            .position(key)
+            .map(|(line, column)| Pos { line, column })
+            .unwrap_or(decl.with_pos)
+    };
     match &e {
-        ConnectorError::UnknownOption { option, .. } | ConnectorError::InvalidOption { option, .. } => {
+        ConnectorError::UnknownOption { option, .. }
+        | ConnectorError::InvalidOption { option, .. } => {
             at(option).error(file, format!("table '{}': {e}", decl.name))
         }
-        ConnectorError::MissingOption { .. } => decl.with_pos.error(file, format!("table '{}': {e}", decl.name)),
+        ConnectorError::MissingOption { .. } => decl
+            .with_pos
+            .error(file, format!("table '{}': {e}", decl.name)),
         // Unreachable storage, I/O and the like: the job may be right and the
         // world wrong, so this is a runtime failure (exit 1), not a plan error.
-        ConnectorError::Pipeline(_) => SqlError::Connect { table: decl.name.clone(), source: e },
+        ConnectorError::Pipeline(_) => SqlError::Connect {
+            table: decl.name.clone(),
+            source: e,
+        },
         _ => decl.pos.error(file, format!("table '{}': {e}", decl.name)),
     }
 }
@@ -141,13 +186,21 @@ fn df_err(file: &str, at: Pos, e: DataFusionError) -> SqlError {
         .diagnostic()
         .and_then(|d| d.span)
         .filter(|s| s.start.line > 0)
-        .map(|s| Pos { line: s.start.line, column: s.start.column })
+        .map(|s| Pos {
+            line: s.start.line,
+            column: s.start.column,
+        })
         .or_else(|| parser_error_position(&msg))
         .unwrap_or(at);
-    let msg = msg.strip_prefix("Error during planning: ").unwrap_or(&msg).to_string();
+    let msg = msg
+        .strip_prefix("Error during planning: ")
+        .unwrap_or(&msg)
+        .to_string();
     let hint = if msg.contains("No field named") {
         " (check the column name against the source's declared columns)"
-    } else if msg.contains("Invalid function") || msg.contains("not found") && msg.contains("function") {
+    } else if msg.contains("Invalid function")
+        || msg.contains("not found") && msg.contains("function")
+    {
         " (see the README for strata's functions)"
     } else {
         ""
@@ -162,24 +215,45 @@ fn parser_error_position(msg: &str) -> Option<Pos> {
     let rest = &msg[i + 6..];
     let (line, rest) = rest.split_once(", Column: ")?;
     let column: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-    Some(Pos { line: line.trim().parse().ok()?, column: column.parse().ok()? })
+    Some(Pos {
+        line: line.trim().parse().ok()?,
+        column: column.parse().ok()?,
+    })
 }
 
 fn declared_schema(file: &str, t: &TableDef) -> Result<Option<SchemaRef>> {
-    let Some(cols) = &t.columns else { return Ok(None) };
+    let Some(cols) = &t.columns else {
+        return Ok(None);
+    };
     let mut fields = Vec::with_capacity(cols.len());
     let mut seen = BTreeSet::new();
     for (c, pos) in cols {
         if !seen.insert(c.name.value.to_ascii_lowercase()) {
-            return Err(pos.error(file, format!("column '{}' is declared twice in table '{}'", c.name.value, t.name)));
+            return Err(pos.error(
+                file,
+                format!(
+                    "column '{}' is declared twice in table '{}'",
+                    c.name.value, t.name
+                ),
+            ));
         }
-        let dt = arrow_type(&c.data_type.to_string()).map_err(|m| pos.error(file, format!("column '{}': {m}", c.name.value)))?;
-        let not_null = c.options.iter().any(|o| matches!(o.option, ColumnOption::NotNull));
+        let dt = arrow_type(&c.data_type.to_string())
+            .map_err(|m| pos.error(file, format!("column '{}': {m}", c.name.value)))?;
+        let not_null = c
+            .options
+            .iter()
+            .any(|o| matches!(o.option, ColumnOption::NotNull));
         fields.push(Field::new(&c.name.value, dt, !not_null));
     }
     if let Some(wm) = &t.watermark {
         if !fields.iter().any(|f| f.name() == &wm.column) {
-            return Err(wm.pos.error(file, format!("WATERMARK FOR '{}': no such column in table '{}'", wm.column, t.name)));
+            return Err(wm.pos.error(
+                file,
+                format!(
+                    "WATERMARK FOR '{}': no such column in table '{}'",
+                    wm.column, t.name
+                ),
+            ));
         }
     }
     Ok(Some(Arc::new(Schema::new(fields))))
@@ -187,7 +261,12 @@ fn declared_schema(file: &str, t: &TableDef) -> Result<Option<SchemaRef>> {
 
 /// Plan a job from its text. `default_name` is used when the job does not
 /// `SET job.name`.
-pub async fn plan_text(file: &str, text: &str, default_name: &str, opts: &PlanOptions) -> Result<PlannedJob> {
+pub async fn plan_text(
+    file: &str,
+    text: &str,
+    default_name: &str,
+    opts: &PlanOptions,
+) -> Result<PlannedJob> {
     let text = crate::vars::substitute(file, text, &opts.vars)?;
     let statements = parse_job(file, &text)?;
 
@@ -216,24 +295,48 @@ pub async fn plan_text(file: &str, text: &str, default_name: &str, opts: &PlanOp
         }
     }
     if inserts.is_empty() {
-        return Err(Pos { line: 1, column: 1 }.error(file, "the job has no INSERT INTO statement: nothing would be written"));
+        return Err(Pos { line: 1, column: 1 }.error(
+            file,
+            "the job has no INSERT INTO statement: nothing would be written",
+        ));
     }
 
     let setting_num = |key: &str, default: u64| -> Result<u64> {
         match settings.get(key) {
             None => Ok(default),
-            Some((v, pos)) => v.trim().parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| pos.error(file, format!("{key} must be a positive integer, got '{v}'"))),
+            Some((v, pos)) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    pos.error(file, format!("{key} must be a positive integer, got '{v}'"))
+                }),
         }
     };
-    let job_name = settings.get("job.name").map(|(v, _)| v.clone()).unwrap_or_else(|| default_name.to_string());
+    let job_name = settings
+        .get("job.name")
+        .map(|(v, _)| v.clone())
+        .unwrap_or_else(|| default_name.to_string());
     if let Some((v, pos)) = settings.get("job.name") {
-        if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
+        if v.is_empty()
+            || !v
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
             return Err(pos.error(file, format!("job.name '{v}' must be non-empty and use only letters, digits, '-', '_' and '.'")));
         }
     }
     let max_bytes = match settings.get("epoch.max_bytes") {
         None => 128 << 20,
-        Some((v, pos)) => strata_connectors::options::parse_bytes(v).filter(|n| *n > 0).ok_or_else(|| pos.error(file, format!("epoch.max_bytes must be a byte size such as 64MB, got '{v}'")))?,
+        Some((v, pos)) => strata_connectors::options::parse_bytes(v)
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                pos.error(
+                    file,
+                    format!("epoch.max_bytes must be a byte size such as 64MB, got '{v}'"),
+                )
+            })?,
     };
     let limits = EpochLimits {
         max_rows: setting_num("epoch.max_rows", 100_000)? as usize,
@@ -241,16 +344,26 @@ pub async fn plan_text(file: &str, text: &str, default_name: &str, opts: &PlanOp
         max_duration: Duration::from_millis(setting_num("epoch.max_ms", 5_000)?),
     };
 
-    let checkpoint_url = opts.checkpoint.clone().unwrap_or_else(|| format!(".strata/{job_name}"));
+    let checkpoint_url = opts
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| format!(".strata/{job_name}"));
     let checkpoint_loc = strata_pipeline::storage::resolve(&checkpoint_url, &BTreeMap::new())?;
     let staging_dir: PathBuf = match &checkpoint_loc.local_path {
         Some(p) => p.join("staging"),
-        None => std::path::absolute(format!(".strata/{job_name}/staging")).unwrap_or_else(|_| PathBuf::from(format!(".strata/{job_name}/staging"))),
+        None => std::path::absolute(format!(".strata/{job_name}/staging"))
+            .unwrap_or_else(|_| PathBuf::from(format!(".strata/{job_name}/staging"))),
     };
-    let cctx = ConnectorContext { job_name: job_name.clone(), staging_dir };
+    let cctx = ConnectorContext {
+        job_name: job_name.clone(),
+        staging_dir,
+    };
 
     for ins in &inserts {
-        if !tables.iter().any(|t| t.name.eq_ignore_ascii_case(&ins.table)) {
+        if !tables
+            .iter()
+            .any(|t| t.name.eq_ignore_ascii_case(&ins.table))
+        {
             let known: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
             return Err(ins.pos.error(
                 file,
@@ -263,41 +376,96 @@ pub async fn plan_text(file: &str, text: &str, default_name: &str, opts: &PlanOp
             ));
         }
     }
-    let targets: BTreeSet<String> = inserts.iter().map(|i| i.table.to_ascii_lowercase()).collect();
-    let partitions = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let config = SessionConfig::new().with_target_partitions(partitions).with_information_schema(false).set_bool("datafusion.sql_parser.collect_spans", true);
+    let targets: BTreeSet<String> = inserts
+        .iter()
+        .map(|i| i.table.to_ascii_lowercase())
+        .collect();
+    let partitions = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let config = SessionConfig::new()
+        .with_target_partitions(partitions)
+        .with_information_schema(false)
+        .set_bool("datafusion.sql_parser.collect_spans", true);
     let ctx = SessionContext::new_with_config(config);
     strata_operators::register_all(&ctx, &opts.operators);
 
     let mask = |c: &dyn strata_connectors::Connector, t: &TableDef| -> Vec<(String, String)> {
-        t.options.iter().map(|(k, v)| (k.clone(), if c.is_secret_option(k) { "****".to_string() } else { v.value.clone() })).collect()
+        t.options
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    if c.is_secret_option(k) {
+                        "****".to_string()
+                    } else {
+                        v.value.clone()
+                    },
+                )
+            })
+            .collect()
     };
     let find_connector = |t: &TableDef| -> Result<Arc<dyn strata_connectors::Connector>> {
         let name = t.options.get("connector").ok_or_else(|| {
             t.with_pos.error(file, format!("table '{}' has no connector: add connector = 'file', 'parquet', ... to its WITH options", t.name))
         })?;
         connector(name).ok_or_else(|| {
-            let (line, column) = t.options.position("connector").unwrap_or((t.with_pos.line, t.with_pos.column));
-            let known: Vec<&str> = strata_connectors::connectors().iter().map(|c| c.name()).collect();
-            Pos { line, column }.error(file, format!("unknown connector '{name}' for table '{}'; available: {}", t.name, known.join(", ")))
+            let (line, column) = t
+                .options
+                .position("connector")
+                .unwrap_or((t.with_pos.line, t.with_pos.column));
+            let known: Vec<&str> = strata_connectors::connectors()
+                .iter()
+                .map(|c| c.name())
+                .collect();
+            Pos { line, column }.error(
+                file,
+                format!(
+                    "unknown connector '{name}' for table '{}'; available: {}",
+                    t.name,
+                    known.join(", ")
+                ),
+            )
         })
     };
 
     // Sources.
     let mut sources = Vec::new();
     let mut source_infos = Vec::new();
-    for t in tables.iter().filter(|t| !targets.contains(&t.name.to_ascii_lowercase())) {
+    for t in tables
+        .iter()
+        .filter(|t| !targets.contains(&t.name.to_ascii_lowercase()))
+    {
         let c = find_connector(t)?;
         if !c.is_source() {
             return Err(t.pos.error(file, format!("table '{}' uses connector '{}', which can only be written to; INSERT INTO it or use a source connector", t.name, c.name())));
         }
-        let decl = TableDecl { name: t.name.clone(), schema: declared_schema(file, t)?, options: t.options.clone() };
-        let parts = c.create_source(&decl, &cctx).await.map_err(|e| connector_err(file, t, e))?;
+        let decl = TableDecl {
+            name: t.name.clone(),
+            schema: declared_schema(file, t)?,
+            options: t.options.clone(),
+        };
+        let parts = c
+            .create_source(&decl, &cctx)
+            .await
+            .map_err(|e| connector_err(file, t, e))?;
         let schema = parts.source.schema();
         let table = Arc::new(EpochTable::new(schema.clone(), partitions));
-        ctx.register_table(t.name.as_str(), table.clone()).map_err(|e| df_err(file, t.pos, e))?;
-        source_infos.push(TableInfo { name: t.name.clone(), connector: c.name().to_string(), options: mask(c.as_ref(), t), schema });
-        sources.push(SourceBinding { name: t.name.clone(), source: parts.source, table, bad_data: parts.bad_data, dead_letter: parts.dead_letter });
+        ctx.register_table(t.name.as_str(), table.clone())
+            .map_err(|e| df_err(file, t.pos, e))?;
+        source_infos.push(TableInfo {
+            name: t.name.clone(),
+            connector: c.name().to_string(),
+            options: mask(c.as_ref(), t),
+            schema,
+        });
+        sources.push(SourceBinding {
+            name: t.name.clone(),
+            source: parts.source,
+            table,
+            bad_data: parts.bad_data,
+            dead_letter: parts.dead_letter,
+        });
     }
 
     // Inserts.
@@ -307,20 +475,52 @@ pub async fn plan_text(file: &str, text: &str, default_name: &str, opts: &PlanOp
     let mut plans = Vec::new();
     let mut used_tables = BTreeSet::new();
     let mut functions = BTreeSet::new();
-    let strata_functions: BTreeSet<String> = strata_operators::functions(&opts.operators).iter().map(|f| f.name().to_string()).collect();
+    let strata_functions: BTreeSet<String> = strata_operators::functions(&opts.operators)
+        .iter()
+        .map(|f| f.name().to_string())
+        .collect();
     for ins in &inserts {
         let t = tables.iter().find(|t| t.name.eq_ignore_ascii_case(&ins.table)).ok_or_else(|| {
             ins.pos.error(file, format!("INSERT INTO '{}': no such table; declare it with CREATE TABLE {} WITH (connector = 'parquet', path = '...')", ins.table, ins.table))
         })?;
         let c = find_connector(t)?;
         if !c.is_sink() {
-            return Err(ins.pos.error(file, format!("cannot INSERT INTO '{}': connector '{}' can only be read from", t.name, c.name())));
+            return Err(ins.pos.error(
+                file,
+                format!(
+                    "cannot INSERT INTO '{}': connector '{}' can only be read from",
+                    t.name,
+                    c.name()
+                ),
+            ));
         }
         let state = ctx.state();
-        let stmt = state.sql_to_statement(&ins.query, &datafusion::config::Dialect::Generic).map_err(|e| df_err(file, ins.query_pos, e))?;
-        let plan = state.statement_to_plan(stmt).await.map_err(|e| df_err(file, ins.query_pos, e))?;
-        if !matches!(plan, LogicalPlan::Projection(_) | LogicalPlan::Aggregate(_) | LogicalPlan::Filter(_) | LogicalPlan::Sort(_) | LogicalPlan::Limit(_) | LogicalPlan::Distinct(_) | LogicalPlan::Union(_) | LogicalPlan::Unnest(_) | LogicalPlan::Window(_) | LogicalPlan::SubqueryAlias(_) | LogicalPlan::TableScan(_) | LogicalPlan::Join(_) | LogicalPlan::Values(_)) {
-            return Err(ins.query_pos.error(file, "INSERT INTO needs a query (SELECT ...)"));
+        let stmt = state
+            .sql_to_statement(&ins.query, &datafusion::config::Dialect::Generic)
+            .map_err(|e| df_err(file, ins.query_pos, e))?;
+        let plan = state
+            .statement_to_plan(stmt)
+            .await
+            .map_err(|e| df_err(file, ins.query_pos, e))?;
+        if !matches!(
+            plan,
+            LogicalPlan::Projection(_)
+                | LogicalPlan::Aggregate(_)
+                | LogicalPlan::Filter(_)
+                | LogicalPlan::Sort(_)
+                | LogicalPlan::Limit(_)
+                | LogicalPlan::Distinct(_)
+                | LogicalPlan::Union(_)
+                | LogicalPlan::Unnest(_)
+                | LogicalPlan::Window(_)
+                | LogicalPlan::SubqueryAlias(_)
+                | LogicalPlan::TableScan(_)
+                | LogicalPlan::Join(_)
+                | LogicalPlan::Values(_)
+        ) {
+            return Err(ins
+                .query_pos
+                .error(file, "INSERT INTO needs a query (SELECT ...)"));
         }
         check_row_at_a_time(file, ins, &plan)?;
         let plan = fit_to_table(file, ins, t, plan)?;
@@ -349,14 +549,29 @@ pub async fn plan_text(file: &str, text: &str, default_name: &str, opts: &PlanOp
                 s.clone()
             }
             None => {
-                let decl = TableDecl { name: t.name.clone(), schema: declared_schema(file, t)?, options: t.options.clone() };
-                let sink = c.create_sink(&decl, schema.clone(), &cctx).await.map_err(|e| connector_err(file, t, e))?;
-                sink_infos.push(TableInfo { name: t.name.clone(), connector: c.name().to_string(), options: mask(c.as_ref(), t), schema: schema.clone() });
+                let decl = TableDecl {
+                    name: t.name.clone(),
+                    schema: declared_schema(file, t)?,
+                    options: t.options.clone(),
+                };
+                let sink = c
+                    .create_sink(&decl, schema.clone(), &cctx)
+                    .await
+                    .map_err(|e| connector_err(file, t, e))?;
+                sink_infos.push(TableInfo {
+                    name: t.name.clone(),
+                    connector: c.name().to_string(),
+                    options: mask(c.as_ref(), t),
+                    schema: schema.clone(),
+                });
                 sinks_by_name.insert(t.name.clone(), sink.clone());
                 sink
             }
         };
-        let optimized = ctx.state().optimize(&plan).map_err(|e| df_err(file, ins.query_pos, e))?;
+        let optimized = ctx
+            .state()
+            .optimize(&plan)
+            .map_err(|e| df_err(file, ins.query_pos, e))?;
         plans.push((t.name.clone(), optimized.display_indent().to_string()));
         bindings.push(InsertBinding { sink, plan });
     }
@@ -430,7 +645,12 @@ fn check_row_at_a_time(file: &str, ins: &InsertDef, plan: &LogicalPlan) -> Resul
 /// Make the query's output match the target table: names and types from the
 /// declared columns (by position, lossless casts only), or the query's own
 /// columns when the table declares none.
-fn fit_to_table(file: &str, ins: &InsertDef, t: &TableDef, plan: LogicalPlan) -> Result<LogicalPlan> {
+fn fit_to_table(
+    file: &str,
+    ins: &InsertDef,
+    t: &TableDef,
+    plan: LogicalPlan,
+) -> Result<LogicalPlan> {
     let out = plan.schema().clone();
     let Some(declared) = declared_schema(file, t)? else {
         let mut seen = BTreeSet::new();
@@ -464,8 +684,15 @@ fn fit_to_table(file: &str, ins: &InsertDef, t: &TableDef, plan: LogicalPlan) ->
             ));
         }
         let e = col(q.clone());
-        let e = if qf.data_type() == d.data_type() { e } else { cast(e, d.data_type().clone()) };
+        let e = if qf.data_type() == d.data_type() {
+            e
+        } else {
+            cast(e, d.data_type().clone())
+        };
         exprs.push(e.alias(d.name()));
     }
-    LogicalPlanBuilder::from(plan).project(exprs).and_then(|b| b.build()).map_err(|e| df_err(file, ins.query_pos, e))
+    LogicalPlanBuilder::from(plan)
+        .project(exprs)
+        .and_then(|b| b.build())
+        .map_err(|e| df_err(file, ins.query_pos, e))
 }

@@ -8,10 +8,18 @@ use arrow::datatypes::{DataType, Field, TimeUnit};
 pub fn arrow_type(sql: &str) -> Result<DataType, String> {
     let t = sql.trim().to_ascii_uppercase();
     if let Some(inner) = t.strip_suffix("[]") {
-        return Ok(DataType::List(Arc::new(Field::new("item", arrow_type(inner)?, true))));
+        return Ok(DataType::List(Arc::new(Field::new(
+            "item",
+            arrow_type(inner)?,
+            true,
+        ))));
     }
     if let Some(inner) = t.strip_prefix("ARRAY<").and_then(|s| s.strip_suffix('>')) {
-        return Ok(DataType::List(Arc::new(Field::new("item", arrow_type(inner)?, true))));
+        return Ok(DataType::List(Arc::new(Field::new(
+            "item",
+            arrow_type(inner)?,
+            true,
+        ))));
     }
     let base = t.split('(').next().unwrap_or("").trim();
     let args: Vec<u8> = t
@@ -61,13 +69,18 @@ pub fn fits(from: &DataType, to: &DataType) -> bool {
         (Binary | LargeBinary | BinaryView, Binary | LargeBinary | BinaryView) => true,
         (Int8, Int16 | Int32 | Int64) | (Int16, Int32 | Int64) | (Int32, Int64) => true,
         (UInt8, Int16 | Int32 | Int64) | (UInt16, Int32 | Int64) | (UInt32, Int64) => true,
-        (Int8 | Int16 | Int32 | UInt8 | UInt16, Float32 | Float64) | (Int64 | UInt32 | UInt64, Float64) => true,
+        (Int8 | Int16 | Int32 | UInt8 | UInt16, Float32 | Float64)
+        | (Int64 | UInt32 | UInt64, Float64) => true,
         (Float32, Float64) => true,
         (Timestamp(_, a), Timestamp(_, b)) => a.is_some() == b.is_some(),
         (Date32, Timestamp(_, _)) => true,
-        (Decimal128(p1, s1), Decimal128(p2, s2)) => s2 >= s1 && (*p2 as i16 - *s2 as i16) >= (*p1 as i16 - *s1 as i16),
+        (Decimal128(p1, s1), Decimal128(p2, s2)) => {
+            s2 >= s1 && (*p2 as i16 - *s2 as i16) >= (*p1 as i16 - *s1 as i16)
+        }
         (Int8 | Int16 | Int32 | Int64, Decimal128(p, s)) => (*p as i16 - *s as i16) >= 19,
-        (List(a) | LargeList(a) | FixedSizeList(a, _), List(b) | LargeList(b)) => fits(a.data_type(), b.data_type()),
+        (List(a) | LargeList(a) | FixedSizeList(a, _), List(b) | LargeList(b)) => {
+            fits(a.data_type(), b.data_type())
+        }
         (FixedSizeList(a, n), FixedSizeList(b, m)) => n == m && fits(a.data_type(), b.data_type()),
         _ => false,
     }
@@ -82,10 +95,18 @@ mod tests {
         assert_eq!(arrow_type("TEXT").unwrap(), DataType::Utf8);
         assert_eq!(arrow_type("varchar(20)").unwrap(), DataType::Utf8);
         assert_eq!(arrow_type("BIGINT").unwrap(), DataType::Int64);
-        assert_eq!(arrow_type("DECIMAL(38,10)").unwrap(), DataType::Decimal128(38, 10));
-        assert_eq!(arrow_type("TIMESTAMP").unwrap(), DataType::Timestamp(TimeUnit::Microsecond, None));
+        assert_eq!(
+            arrow_type("DECIMAL(38,10)").unwrap(),
+            DataType::Decimal128(38, 10)
+        );
+        assert_eq!(
+            arrow_type("TIMESTAMP").unwrap(),
+            DataType::Timestamp(TimeUnit::Microsecond, None)
+        );
         assert!(matches!(arrow_type("TEXT[]").unwrap(), DataType::List(_)));
-        assert!(arrow_type("GEOGRAPHY").unwrap_err().contains("unsupported column type"));
+        assert!(arrow_type("GEOGRAPHY")
+            .unwrap_err()
+            .contains("unsupported column type"));
     }
 
     #[test]

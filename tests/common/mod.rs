@@ -35,7 +35,9 @@ pub fn strata_bin() -> PathBuf {
 /// The models directory handed to every run (`$STRATA_MODELS`, else
 /// `<repo>/models`). Fails, never skips, when the default model is missing.
 pub fn models_dir() -> PathBuf {
-    let dir = std::env::var_os("STRATA_MODELS").map(PathBuf::from).unwrap_or_else(|| repo().join("models"));
+    let dir = std::env::var_os("STRATA_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("models"));
     let tokenizer = dir.join("all-MiniLM-L6-v2").join("tokenizer.json");
     if !tokenizer.is_file() {
         panic!(
@@ -49,13 +51,19 @@ pub fn models_dir() -> PathBuf {
 
 /// A fresh temporary directory (removed when dropped).
 pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("strata-it-").tempdir().expect("create a temporary directory")
+    tempfile::Builder::new()
+        .prefix("strata-it-")
+        .tempdir()
+        .expect("create a temporary directory")
 }
 
 /// A `strata` command running in `cwd` with the test environment.
 pub fn strata_cmd(cwd: &Path) -> Command {
     let mut cmd = Command::new(strata_bin());
-    cmd.current_dir(cwd).env("STRATA_MODELS", models_dir()).env("NO_COLOR", "1").env_remove("STRATA_LOG");
+    cmd.current_dir(cwd)
+        .env("STRATA_MODELS", models_dir())
+        .env("NO_COLOR", "1")
+        .env_remove("STRATA_LOG");
     cmd
 }
 
@@ -75,14 +83,26 @@ pub struct Output {
 impl Output {
     /// Panic with both streams unless the exit code is `code`.
     pub fn expect_code(&self, code: i32, what: &str) -> &Self {
-        assert_eq!(self.code, Some(code), "{what}: expected exit code {code}, got {:?}\n--- stdout\n{}\n--- stderr\n{}", self.status, self.stdout, self.stderr);
+        assert_eq!(
+            self.code,
+            Some(code),
+            "{what}: expected exit code {code}, got {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
         self
     }
 
     /// Panic unless the run succeeded; return its parsed summary.
     pub fn summary(&self, what: &str) -> Summary {
         self.expect_code(0, what);
-        Summary::parse(&self.stdout).unwrap_or_else(|e| panic!("{what}: cannot parse the run summary ({e}):\n{}", self.stdout))
+        Summary::parse(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{what}: cannot parse the run summary ({e}):\n{}",
+                self.stdout
+            )
+        })
     }
 }
 
@@ -91,8 +111,12 @@ pub const RUN_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Run `cmd` to completion (killing it after [`RUN_TIMEOUT`]).
 pub fn run_cmd(mut cmd: Command) -> Output {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()));
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()));
     let mut out = child.stdout.take().expect("stdout piped");
     let mut err = child.stderr.take().expect("stderr piped");
     let t_out = std::thread::spawn(move || {
@@ -110,9 +134,18 @@ pub fn run_cmd(mut cmd: Command) -> Output {
         let _ = child.wait();
         panic!("{cmd:?} did not finish within {RUN_TIMEOUT:?}")
     });
-    let stdout = strip_ansi(&String::from_utf8_lossy(&t_out.join().expect("stdout reader")));
-    let stderr = strip_ansi(&String::from_utf8_lossy(&t_err.join().expect("stderr reader")));
-    Output { status, code: status.code(), stdout, stderr }
+    let stdout = strip_ansi(&String::from_utf8_lossy(
+        &t_out.join().expect("stdout reader"),
+    ));
+    let stderr = strip_ansi(&String::from_utf8_lossy(
+        &t_err.join().expect("stderr reader"),
+    ));
+    Output {
+        status,
+        code: status.code(),
+        stdout,
+        stderr,
+    }
 }
 
 /// Run `strata ARGS...` in `cwd`.
@@ -231,16 +264,31 @@ impl Summary {
                 let (inner, _) = rest.split_once(')').ok_or("source counts")?;
                 let parts: Vec<&str> = inner.split(", ").collect();
                 let field = |i: usize, suffix: &str| -> Result<u64, String> {
-                    num(parts.get(i).and_then(|p| p.strip_suffix(suffix)).ok_or_else(|| format!("source field '{suffix}' in '{inner}'"))?)
+                    num(parts
+                        .get(i)
+                        .and_then(|p| p.strip_suffix(suffix))
+                        .ok_or_else(|| format!("source field '{suffix}' in '{inner}'"))?)
                 };
-                let c = SourceCounts { records: num(records)?, rows: field(0, " rows")?, dead_lettered: field(1, " dead-lettered")?, dropped: field(2, " dropped")? };
+                let c = SourceCounts {
+                    records: num(records)?,
+                    rows: field(0, " rows")?,
+                    dead_lettered: field(1, " dead-lettered")?,
+                    dropped: field(2, " dropped")?,
+                };
                 sum.sources.insert(name.to_string(), c);
             } else if let Some(rest) = line.strip_prefix("  sink ") {
                 let (name, rest) = rest.split_once(": ").ok_or("sink name")?;
                 let (rows, rest) = rest.split_once(" rows in ").ok_or("sink rows")?;
                 let (files, rest) = rest.split_once(" file(s)").ok_or("sink files")?;
                 let (_, location) = rest.split_once(" -> ").ok_or("sink location")?;
-                sum.sinks.insert(name.to_string(), SinkCounts { rows: num(rows)?, files: num(files)?, location: location.trim().to_string() });
+                sum.sinks.insert(
+                    name.to_string(),
+                    SinkCounts {
+                        rows: num(rows)?,
+                        files: num(files)?,
+                        location: location.trim().to_string(),
+                    },
+                );
             }
         }
         if !seen_job {
@@ -251,12 +299,16 @@ impl Summary {
 
     /// Counts of source `name` (panics when absent).
     pub fn source(&self, name: &str) -> &SourceCounts {
-        self.sources.get(name).unwrap_or_else(|| panic!("no source '{name}' in the summary: {self:?}"))
+        self.sources
+            .get(name)
+            .unwrap_or_else(|| panic!("no source '{name}' in the summary: {self:?}"))
     }
 
     /// Figures of sink `name` (panics when absent).
     pub fn sink(&self, name: &str) -> &SinkCounts {
-        self.sinks.get(name).unwrap_or_else(|| panic!("no sink '{name}' in the summary: {self:?}"))
+        self.sinks
+            .get(name)
+            .unwrap_or_else(|| panic!("no sink '{name}' in the summary: {self:?}"))
     }
 }
 
@@ -291,7 +343,10 @@ impl TableFile {
         for b in &self.batches {
             for mut r in batch_rows(b) {
                 for (k, v) in &self.partitions {
-                    r.insert(k.clone(), v.clone().map(Value::String).unwrap_or(Value::Null));
+                    r.insert(
+                        k.clone(),
+                        v.clone().map(Value::String).unwrap_or(Value::Null),
+                    );
                 }
                 rows.push(r);
             }
@@ -309,7 +364,11 @@ impl TableFile {
 pub fn read_parquet_bytes(data: Bytes) -> (Arc<ParquetMetaData>, Vec<RecordBatch>) {
     let builder = ParquetRecordBatchReaderBuilder::try_new(data).expect("a valid Parquet file");
     let meta = builder.metadata().clone();
-    let batches = builder.build().expect("Parquet reader").collect::<Result<Vec<_>, _>>().expect("read Parquet batches");
+    let batches = builder
+        .build()
+        .expect("Parquet reader")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("read Parquet batches");
     (meta, batches)
 }
 
@@ -326,7 +385,10 @@ pub fn hive_unescape(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
-            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 out.push(v);
                 i += 3;
                 continue;
@@ -344,7 +406,16 @@ pub fn hive_partitions(rel: &str) -> Vec<(String, Option<String>)> {
     parts[..parts.len().saturating_sub(1)]
         .iter()
         .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| (hive_unescape(k), if v == "__HIVE_DEFAULT_PARTITION__" { None } else { Some(hive_unescape(v)) }))
+        .map(|(k, v)| {
+            (
+                hive_unescape(k),
+                if v == "__HIVE_DEFAULT_PARTITION__" {
+                    None
+                } else {
+                    Some(hive_unescape(v))
+                },
+            )
+        })
         .collect()
 }
 
@@ -352,10 +423,16 @@ pub fn hive_partitions(rel: &str) -> Vec<(String, Option<String>)> {
 /// folders end with `/`.
 pub fn list_tree(dir: &Path) -> Vec<String> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in entries.flatten() {
             let p = e.path();
-            let rel = p.strip_prefix(root).expect("under root").to_string_lossy().replace('\\', "/");
+            let rel = p
+                .strip_prefix(root)
+                .expect("under root")
+                .to_string_lossy()
+                .replace('\\', "/");
             if p.is_dir() {
                 out.push(format!("{rel}/"));
                 walk(root, &p, out);
@@ -377,7 +454,12 @@ pub fn read_table(dir: &Path) -> Vec<TableFile> {
         .filter(|rel| rel.ends_with(".parquet"))
         .map(|rel| {
             let (metadata, batches) = read_parquet_file(&dir.join(&rel));
-            TableFile { partitions: hive_partitions(&rel), rel, metadata, batches }
+            TableFile {
+                partitions: hive_partitions(&rel),
+                rel,
+                metadata,
+                batches,
+            }
         })
         .collect()
 }
@@ -391,7 +473,9 @@ pub fn table_rows(dir: &Path) -> Vec<Row> {
 pub fn batch_rows(batch: &RecordBatch) -> Vec<Row> {
     let mut buf = Vec::new();
     {
-        let mut w = arrow::json::WriterBuilder::new().with_explicit_nulls(true).build::<_, arrow::json::writer::JsonArray>(&mut buf);
+        let mut w = arrow::json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, arrow::json::writer::JsonArray>(&mut buf);
         w.write(batch).expect("encode batch as JSON");
         w.finish().expect("finish JSON");
     }
@@ -414,11 +498,14 @@ pub fn canonical(v: Value) -> Value {
         Value::Number(n) if n.is_f64() => {
             let x = n.as_f64().expect("f64");
             let r = (x * 1e6).round() / 1e6;
-            serde_json::Number::from_f64(if r == 0.0 { 0.0 } else { r }).map(Value::Number).unwrap_or(Value::Null)
+            serde_json::Number::from_f64(if r == 0.0 { 0.0 } else { r })
+                .map(Value::Number)
+                .unwrap_or(Value::Null)
         }
         Value::Array(a) => Value::Array(a.into_iter().map(canonical).collect()),
         Value::Object(m) => {
-            let sorted: BTreeMap<String, Value> = m.into_iter().map(|(k, v)| (k, canonical(v))).collect();
+            let sorted: BTreeMap<String, Value> =
+                m.into_iter().map(|(k, v)| (k, canonical(v))).collect();
             Value::Object(sorted.into_iter().collect())
         }
         other => other,
@@ -427,7 +514,10 @@ pub fn canonical(v: Value) -> Value {
 
 /// One row as a JSON object with sorted keys.
 pub fn row_json(row: &Row) -> String {
-    let obj: serde_json::Map<String, Value> = row.iter().map(|(k, v)| (k.clone(), canonical(v.clone()))).collect();
+    let obj: serde_json::Map<String, Value> = row
+        .iter()
+        .map(|(k, v)| (k.clone(), canonical(v.clone())))
+        .collect();
     serde_json::to_string(&Value::Object(obj)).expect("serialize row")
 }
 
@@ -444,7 +534,13 @@ pub fn canonical_dump(rows: &[Row]) -> String {
 
 /// Integer column `name` of every row (panics on a missing or non-integer value).
 pub fn int_column(rows: &[Row], name: &str) -> Vec<i64> {
-    rows.iter().map(|r| r.get(name).and_then(Value::as_i64).unwrap_or_else(|| panic!("row without integer '{name}': {r:?}"))).collect()
+    rows.iter()
+        .map(|r| {
+            r.get(name)
+                .and_then(Value::as_i64)
+                .unwrap_or_else(|| panic!("row without integer '{name}': {r:?}"))
+        })
+        .collect()
 }
 
 /// Assert every value of `ids` in `0..n` appears exactly once.
@@ -459,7 +555,10 @@ pub fn assert_exactly_once(ids: &[i64], n: i64, what: &str) {
         }
     }
     let missing: Vec<i64> = (0..n).filter(|&i| counts[i as usize] == 0).collect();
-    let dup: Vec<(i64, u32)> = (0..n).filter(|&i| counts[i as usize] > 1).map(|i| (i, counts[i as usize])).collect();
+    let dup: Vec<(i64, u32)> = (0..n)
+        .filter(|&i| counts[i as usize] > 1)
+        .map(|i| (i, counts[i as usize]))
+        .collect();
     assert!(
         missing.is_empty() && dup.is_empty() && foreign.is_empty(),
         "{what}: every id in 0..{n} must appear exactly once; {} rows, {} missing (first {:?}), {} duplicated (first {:?}), unexpected {:?}",
@@ -478,13 +577,23 @@ pub fn assert_exactly_once(ids: &[i64], n: i64, what: &str) {
 /// other file or folder (no staging, temporary or marker files).
 pub fn assert_clean_table(dir: &Path, partition_keys: &[&str]) {
     let tree = list_tree(dir);
-    assert!(tree.iter().any(|e| e.ends_with(".parquet")), "no Parquet file under {}: {tree:?}", dir.display());
+    assert!(
+        tree.iter().any(|e| e.ends_with(".parquet")),
+        "no Parquet file under {}: {tree:?}",
+        dir.display()
+    );
     for entry in &tree {
         let is_dir = entry.ends_with('/');
         let parts: Vec<&str> = entry.trim_end_matches('/').split('/').collect();
-        let folders = if is_dir { &parts[..] } else { &parts[..parts.len() - 1] };
+        let folders = if is_dir {
+            &parts[..]
+        } else {
+            &parts[..parts.len() - 1]
+        };
         for (i, f) in folders.iter().enumerate() {
-            let ok = partition_keys.get(i).is_some_and(|k| f.starts_with(&format!("{k}=")));
+            let ok = partition_keys
+                .get(i)
+                .is_some_and(|k| f.starts_with(&format!("{k}=")));
             assert!(ok, "unexpected folder '{entry}' in table {} (partition keys {partition_keys:?}); all: {tree:?}", dir.display());
         }
         if !is_dir {
@@ -494,7 +603,12 @@ pub fn assert_clean_table(dir: &Path, partition_keys: &[&str]) {
                 "stray file '{entry}' in table {}: only committed *.parquet files may be there; all: {tree:?}",
                 dir.display()
             );
-            assert_eq!(folders.len(), partition_keys.len(), "file '{entry}' is not in a leaf partition folder of {}", dir.display());
+            assert_eq!(
+                folders.len(),
+                partition_keys.len(),
+                "file '{entry}' is not in a leaf partition folder of {}",
+                dir.display()
+            );
         }
     }
 }
@@ -503,9 +617,16 @@ pub fn assert_clean_table(dir: &Path, partition_keys: &[&str]) {
 /// temporary, hidden or marker files), whatever the partition layout.
 pub fn assert_only_parquet(dir: &Path) {
     for entry in list_tree(dir) {
-        let hidden = entry.trim_end_matches('/').split('/').any(|p| p.starts_with('.') || p.starts_with('_'));
+        let hidden = entry
+            .trim_end_matches('/')
+            .split('/')
+            .any(|p| p.starts_with('.') || p.starts_with('_'));
         let ok = !hidden && (entry.ends_with('/') || entry.ends_with(".parquet"));
-        assert!(ok, "stray entry '{entry}' in table {}: only committed *.parquet files may be there", dir.display());
+        assert!(
+            ok,
+            "stray entry '{entry}' in table {}: only committed *.parquet files may be there",
+            dir.display()
+        );
     }
 }
 
@@ -525,7 +646,11 @@ pub fn write_jsonl(path: &Path, rows: impl IntoIterator<Item = Value>) {
 /// The epochs (file names `<epoch>.json`) present in `checkpoint/<dir>/`.
 pub fn checkpoint_epochs(checkpoint: &Path, dir: &str) -> Vec<u64> {
     let mut v: Vec<u64> = std::fs::read_dir(checkpoint.join(dir))
-        .map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort_unstable();
     v
@@ -538,7 +663,12 @@ pub fn checkpoint_epochs(checkpoint: &Path, dir: &str) -> Vec<u64> {
 pub fn signal(pid: u32, sig: libc::c_int) {
     // SAFETY: kill(2) on a child process this test started and has not reaped.
     let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
-    assert_eq!(rc, 0, "kill({pid}, {sig}) failed: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "kill({pid}, {sig}) failed: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// Poll `due` while `child` runs; when it holds, freeze the process
@@ -561,9 +691,14 @@ pub fn kill_when(child: &mut Child, due: &mut dyn FnMut() -> bool) -> Result<(),
             signal(pid, libc::SIGSTOP);
             if due() {
                 signal(pid, libc::SIGKILL);
-                let status = wait_timeout(child, Duration::from_secs(30)).expect("a killed process exits");
+                let status =
+                    wait_timeout(child, Duration::from_secs(30)).expect("a killed process exits");
                 use std::os::unix::process::ExitStatusExt;
-                assert_eq!(status.signal(), Some(libc::SIGKILL), "the run ended with {status} instead of being killed");
+                assert_eq!(
+                    status.signal(),
+                    Some(libc::SIGKILL),
+                    "the run ended with {status} instead of being killed"
+                );
                 return Ok(());
             }
             signal(pid, libc::SIGCONT);

@@ -47,15 +47,22 @@ pub async fn read_header(
     }
     let mut want = (64u64 << 10).min(file.size);
     loop {
-        let buf = store
-            .get_range(&file.path, 0..want)
-            .await
-            .map_err(|e| PipelineError::Storage { location: file.url.clone(), message: format!("read failed: {e}") })?;
+        let buf =
+            store
+                .get_range(&file.path, 0..want)
+                .await
+                .map_err(|e| PipelineError::Storage {
+                    location: file.url.clone(),
+                    message: format!("read failed: {e}"),
+                })?;
         let eof = want >= file.size;
         let mut pos = 0usize;
         let mut line = 1u64;
         loop {
-            let mut state = ScanState { pos, ..Default::default() };
+            let mut state = ScanState {
+                pos,
+                ..Default::default()
+            };
             let (end, next) = match find_csv_terminator(&buf, &mut state) {
                 Some(t) => (t, t + 1),
                 None if eof => (buf.len(), buf.len()),
@@ -76,11 +83,18 @@ pub async fn read_header(
             if let Err(e) = simdutf8::compat::from_utf8(content) {
                 return Err(PipelineError::source(
                     &file.url,
-                    format!("the CSV header has invalid UTF-8 at byte {}", e.valid_up_to()),
+                    format!(
+                        "the CSV header has invalid UTF-8 at byte {}",
+                        e.valid_up_to()
+                    ),
                 ));
             }
             let names = split_record(content, delimiter);
-            return Ok(Some(Header { names, end: next as u64, next_line: line + 1 + state.newlines }));
+            return Ok(Some(Header {
+                names,
+                end: next as u64,
+                next_line: line + 1 + state.newlines,
+            }));
         }
         if eof {
             return Ok(None);
@@ -126,16 +140,30 @@ pub struct CsvCodec {
 impl CsvCodec {
     /// A codec for files whose header (if any) is `header`. Errors name a
     /// declared column the header lacks.
-    pub fn new(schema: SchemaRef, header: Option<&[String]>, delimiter: u8) -> Result<Self, String> {
+    pub fn new(
+        schema: SchemaRef,
+        header: Option<&[String]>,
+        delimiter: u8,
+    ) -> Result<Self, String> {
         let (file_schema, projection) = match header {
             None => (schema.clone(), (0..schema.fields().len()).collect()),
             Some(names) => {
-                let mut fields: Vec<Field> = names.iter().map(|n| Field::new(n, DataType::Utf8, true)).collect();
+                let mut fields: Vec<Field> = names
+                    .iter()
+                    .map(|n| Field::new(n, DataType::Utf8, true))
+                    .collect();
                 let mut projection = Vec::with_capacity(schema.fields().len());
                 for f in schema.fields() {
-                    let idx = names.iter().position(|n| n.trim().eq_ignore_ascii_case(f.name())).ok_or_else(|| {
-                        format!("declared column '{}' is not in the CSV header ({})", f.name(), names.join(", "))
-                    })?;
+                    let idx = names
+                        .iter()
+                        .position(|n| n.trim().eq_ignore_ascii_case(f.name()))
+                        .ok_or_else(|| {
+                            format!(
+                                "declared column '{}' is not in the CSV header ({})",
+                                f.name(),
+                                names.join(", ")
+                            )
+                        })?;
                     if projection.contains(&idx) {
                         return Err(format!(
                             "CSV header column '{}' matches more than one declared column",
@@ -148,7 +176,12 @@ impl CsvCodec {
                 (Arc::new(Schema::new(fields)), projection)
             }
         };
-        Ok(Self { schema, file_schema, projection, delimiter })
+        Ok(Self {
+            schema,
+            file_schema,
+            projection,
+            delimiter,
+        })
     }
 }
 
@@ -216,9 +249,13 @@ impl TextCodec for CsvCodec {
             None => RecordBatch::new_empty(self.schema.clone()),
         };
         if batch.num_rows() != rows {
-            return Err(format!("found {} CSV records where {rows} were expected", batch.num_rows()));
+            return Err(format!(
+                "found {} CSV records where {rows} were expected",
+                batch.num_rows()
+            ));
         }
-        RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec()).map_err(|e| e.to_string())
+        RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())
+            .map_err(|e| e.to_string())
     }
 
     fn diagnose(&self, record: &[u8], decode_error: &str) -> String {
@@ -234,16 +271,31 @@ impl TextCodec for CsvCodec {
             let value = &fields[idx];
             if value.is_empty() {
                 if !declared.is_nullable() {
-                    return format!("column '{}' ({}, NOT NULL) is empty", declared.name(), declared.data_type());
+                    return format!(
+                        "column '{}' ({}, NOT NULL) is empty",
+                        declared.name(),
+                        declared.data_type()
+                    );
                 }
                 continue;
             }
             let arr = StringArray::from(vec![value.as_str()]);
-            let ok = cast_with_options(&arr, declared.data_type(), &CastOptions { safe: false, ..Default::default() })
-                .is_ok_and(|a| a.null_count() == 0);
+            let ok = cast_with_options(
+                &arr,
+                declared.data_type(),
+                &CastOptions {
+                    safe: false,
+                    ..Default::default()
+                },
+            )
+            .is_ok_and(|a| a.null_count() == 0);
             if !ok {
                 let shown: String = value.chars().take(80).collect();
-                return format!("column '{}': expected {}, found {shown:?}", declared.name(), declared.data_type());
+                return format!(
+                    "column '{}': expected {}, found {shown:?}",
+                    declared.name(),
+                    declared.data_type()
+                );
             }
         }
         format!("cannot decode record: {decode_error}")
@@ -256,7 +308,10 @@ mod tests {
 
     #[test]
     fn split_handles_quotes() {
-        assert_eq!(split_record(b"a,\"b,c\",\"d\"\"e\"\r", b','), vec!["a", "b,c", "d\"e"]);
+        assert_eq!(
+            split_record(b"a,\"b,c\",\"d\"\"e\"\r", b','),
+            vec!["a", "b,c", "d\"e"]
+        );
         assert_eq!(split_record(b"", b','), vec![""]);
     }
 

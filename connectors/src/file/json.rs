@@ -93,16 +93,33 @@ impl TextCodec for JsonCodec {
                 continue;
             }
             match obj.get(field.name()) {
-                None => return format!("column '{}' ({}, NOT NULL) is missing", field.name(), field.data_type()),
+                None => {
+                    return format!(
+                        "column '{}' ({}, NOT NULL) is missing",
+                        field.name(),
+                        field.data_type()
+                    )
+                }
                 Some(Value::Null) => {
-                    return format!("column '{}' ({}, NOT NULL) is null", field.name(), field.data_type())
+                    return format!(
+                        "column '{}' ({}, NOT NULL) is null",
+                        field.name(),
+                        field.data_type()
+                    )
                 }
                 Some(_) => {}
             }
         }
         if let Some(name) = failing_field(decode_error) {
-            if let (Some(field), Some(v)) = (self.schema.fields().iter().find(|f| f.name() == name), obj.get(name)) {
-                return format!("column '{name}': expected {}, found {}", field.data_type(), describe(v));
+            if let (Some(field), Some(v)) = (
+                self.schema.fields().iter().find(|f| f.name() == name),
+                obj.get(name),
+            ) {
+                return format!(
+                    "column '{name}': expected {}, found {}",
+                    field.data_type(),
+                    describe(v)
+                );
             }
         }
         format!("cannot decode record: {decode_error}")
@@ -156,19 +173,34 @@ mod tests {
         let c = codec();
         let line = br#"{"id": 1, "year": "abc"}"#;
         let err = c.decode(line, 1).unwrap_err();
-        assert_eq!(c.diagnose(line, &err), "column 'year': expected Int64, found string \"abc\"");
+        assert_eq!(
+            c.diagnose(line, &err),
+            "column 'year': expected Int64, found string \"abc\""
+        );
         let line = br#"{"year": 2020}"#;
         let err = c.decode(line, 1).unwrap_err();
-        assert_eq!(c.diagnose(line, &err), "column 'id' (Int64, NOT NULL) is missing");
+        assert_eq!(
+            c.diagnose(line, &err),
+            "column 'id' (Int64, NOT NULL) is missing"
+        );
         let line = br#"{"id": 1"#;
         let err = c.decode(line, 1).unwrap_err();
-        assert!(c.diagnose(line, &err).starts_with("malformed JSON"), "{}", c.diagnose(line, &err));
+        assert!(
+            c.diagnose(line, &err).starts_with("malformed JSON"),
+            "{}",
+            c.diagnose(line, &err)
+        );
         let line = br#"{"id": 1} {"id": 2}"#;
         let err = c.decode(line, 1).unwrap_err();
-        assert!(c.diagnose(line, &err).starts_with("malformed JSON: trailing characters"));
+        assert!(c
+            .diagnose(line, &err)
+            .starts_with("malformed JSON: trailing characters"));
         let line = b"[1]";
         let err = c.decode(line, 1).unwrap_err();
-        assert_eq!(c.diagnose(line, &err), "expected a JSON object, found array [1]");
+        assert_eq!(
+            c.diagnose(line, &err),
+            "expected a JSON object, found array [1]"
+        );
     }
 
     #[test]

@@ -48,7 +48,9 @@ fn split_glob(path: &str) -> Option<(String, String)> {
     let first = path.find(is_glob_char)?;
     let scheme_end = path.find("://").map(|i| i + 3).unwrap_or(0);
     match path[..first].rfind('/') {
-        Some(slash) if slash >= scheme_end => Some((path[..slash].to_string(), path[slash + 1..].to_string())),
+        Some(slash) if slash >= scheme_end => {
+            Some((path[..slash].to_string(), path[slash + 1..].to_string()))
+        }
         // `s3://bucket*`: the glob is in the bucket name; not supported.
         _ if scheme_end > 0 => None,
         _ => Some((".".to_string(), path.to_string())),
@@ -56,13 +58,20 @@ fn split_glob(path: &str) -> Option<(String, String)> {
 }
 
 fn storage_err(location: &str, source: object_store::Error) -> ConnectorError {
-    ConnectorError::Pipeline(PipelineError::ObjectStore { location: location.to_string(), source })
+    ConnectorError::Pipeline(PipelineError::ObjectStore {
+        location: location.to_string(),
+        source,
+    })
 }
 
 /// List the files `path` names. Errors when it names nothing.
 pub async fn list(path: &str, storage: &BTreeMap<String, String>) -> Result<Listing> {
     let has_scheme = path.contains("://");
-    if has_scheme && path.find("://").is_some_and(|i| path[..i].contains(is_glob_char)) {
+    if has_scheme
+        && path
+            .find("://")
+            .is_some_and(|i| path[..i].contains(is_glob_char))
+    {
         return Err(ConnectorError::InvalidOption {
             option: "path".into(),
             value: path.into(),
@@ -71,16 +80,20 @@ pub async fn list(path: &str, storage: &BTreeMap<String, String>) -> Result<List
     }
     if let Some((root_str, pattern)) = split_glob(path) {
         if root_str.ends_with("://")
-            || (has_scheme && !root_str[root_str.find("://").unwrap_or(0) + 3..].contains(|c| c != '/'))
+            || (has_scheme
+                && !root_str[root_str.find("://").unwrap_or(0) + 3..].contains(|c| c != '/'))
         {
             return Err(ConnectorError::InvalidOption {
                 option: "path".into(),
                 value: path.into(),
-                message: "a glob cannot be in the bucket name: use s3://BUCKET/prefix/*.jsonl".into(),
+                message: "a glob cannot be in the bucket name: use s3://BUCKET/prefix/*.jsonl"
+                    .into(),
             });
         }
-        let glob =
-            GlobBuilder::new(&pattern).literal_separator(true).build().map_err(|e| ConnectorError::InvalidOption {
+        let glob = GlobBuilder::new(&pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| ConnectorError::InvalidOption {
                 option: "path".into(),
                 value: path.into(),
                 message: format!("invalid glob: {e}"),
@@ -100,12 +113,25 @@ pub async fn list(path: &str, storage: &BTreeMap<String, String>) -> Result<List
                     message: format!("'{}' does not exist", p.display()),
                 })
             }
-            Err(e) => return Err(ConnectorError::Pipeline(PipelineError::Io { path: p.clone(), source: e })),
+            Err(e) => {
+                return Err(ConnectorError::Pipeline(PipelineError::Io {
+                    path: p.clone(),
+                    source: e,
+                }))
+            }
         },
-        None => !path.ends_with('/') && !root.prefix.as_ref().is_empty() && root.store.head(&root.prefix).await.is_ok(),
+        None => {
+            !path.ends_with('/')
+                && !root.prefix.as_ref().is_empty()
+                && root.store.head(&root.prefix).await.is_ok()
+        }
     };
     if is_file {
-        let meta = root.store.head(&root.prefix).await.map_err(|e| storage_err(&root.url, e))?;
+        let meta = root
+            .store
+            .head(&root.prefix)
+            .await
+            .map_err(|e| storage_err(&root.url, e))?;
         let entry = FileEntry {
             url: root.url.clone(),
             display: path.to_string(),
@@ -128,18 +154,36 @@ fn finish(path: &str, root: StorageLocation, mut files: Vec<FileEntry>) -> Resul
         });
     }
     files.sort_by(|a, b| a.url.cmp(&b.url));
-    Ok(Listing { root, files: files.into_iter().map(Arc::new).collect() })
+    Ok(Listing {
+        root,
+        files: files.into_iter().map(Arc::new).collect(),
+    })
 }
 
-async fn list_under(root: &StorageLocation, root_display: &str, glob: Option<&GlobMatcher>) -> Result<Vec<FileEntry>> {
+async fn list_under(
+    root: &StorageLocation,
+    root_display: &str,
+    glob: Option<&GlobMatcher>,
+) -> Result<Vec<FileEntry>> {
     let prefix = (!root.prefix.as_ref().is_empty()).then_some(&root.prefix);
-    let metas: Vec<_> = root.store.list(prefix).try_collect().await.map_err(|e| storage_err(&root.url, e))?;
+    let metas: Vec<_> = root
+        .store
+        .list(prefix)
+        .try_collect()
+        .await
+        .map_err(|e| storage_err(&root.url, e))?;
     let base_url = root.url.trim_end_matches('/');
     let base_display = root_display.trim_end_matches('/');
     let mut files = Vec::new();
     for meta in metas {
-        let Some(rel) = root.relative(&meta.location) else { continue };
-        if rel.is_empty() || rel.split('/').any(|part| part.starts_with('.') || part.starts_with('_')) {
+        let Some(rel) = root.relative(&meta.location) else {
+            continue;
+        };
+        if rel.is_empty()
+            || rel
+                .split('/')
+                .any(|part| part.starts_with('.') || part.starts_with('_'))
+        {
             continue;
         }
         if let Some(g) = glob {
@@ -159,7 +203,11 @@ async fn list_under(root: &StorageLocation, root_display: &str, glob: Option<&Gl
                 (!k.is_empty()).then(|| (percent_decode(k), percent_decode(v)))
             })
             .collect();
-        let display = if base_display == "." { rel.clone() } else { format!("{base_display}/{rel}") };
+        let display = if base_display == "." {
+            rel.clone()
+        } else {
+            format!("{base_display}/{rel}")
+        };
         files.push(FileEntry {
             url: format!("{base_url}/{rel}"),
             display,
@@ -200,10 +248,19 @@ mod tests {
 
     #[test]
     fn globs_split_at_the_last_folder_before_the_pattern() {
-        assert_eq!(split_glob("data/*.jsonl"), Some(("data".into(), "*.jsonl".into())));
-        assert_eq!(split_glob("data/**/*.jsonl"), Some(("data".into(), "**/*.jsonl".into())));
+        assert_eq!(
+            split_glob("data/*.jsonl"),
+            Some(("data".into(), "*.jsonl".into()))
+        );
+        assert_eq!(
+            split_glob("data/**/*.jsonl"),
+            Some(("data".into(), "**/*.jsonl".into()))
+        );
         assert_eq!(split_glob("*.jsonl"), Some((".".into(), "*.jsonl".into())));
-        assert_eq!(split_glob("s3://b/logs/x*/a.csv"), Some(("s3://b/logs".into(), "x*/a.csv".into())));
+        assert_eq!(
+            split_glob("s3://b/logs/x*/a.csv"),
+            Some(("s3://b/logs".into(), "x*/a.csv".into()))
+        );
         assert_eq!(split_glob("data/x.jsonl"), None);
     }
 

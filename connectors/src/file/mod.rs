@@ -52,9 +52,17 @@ fn infer_format(path: &str, files: &[Arc<listing::FileEntry>]) -> Result<FileFor
     for file in files {
         let f = FileFormat::from_extension(&file.url);
         match (found, f) {
-            (_, None) => return Err(cannot_infer(path, &format!("'{}' has no known extension", file.display))),
+            (_, None) => {
+                return Err(cannot_infer(
+                    path,
+                    &format!("'{}' has no known extension", file.display),
+                ))
+            }
             (Some(a), Some(b)) if a != b => {
-                return Err(cannot_infer(path, &format!("files mix {a} and {b} (e.g. '{}')", file.display)))
+                return Err(cannot_infer(
+                    path,
+                    &format!("files mix {a} and {b} (e.g. '{}')", file.display),
+                ))
             }
             (_, f) => found = f,
         }
@@ -88,7 +96,11 @@ impl Connector for FileConnector {
 
     async fn create_source(&self, decl: &TableDecl, ctx: &ConnectorContext) -> Result<SourceParts> {
         let (source, bad_data, dead_letter) = build_source(decl, ctx).await?;
-        Ok(SourceParts { source: Box::new(source), bad_data, dead_letter })
+        Ok(SourceParts {
+            source: Box::new(source),
+            bad_data,
+            dead_letter,
+        })
     }
 
     async fn create_sink(
@@ -117,12 +129,18 @@ pub async fn build_source(
             None => infer_format(&options.path, &listing.files)?,
         };
         if format != FileFormat::Csv
-            && decl.options.get("csv.delimiter").or(decl.options.get("csv.has_header")).is_some()
+            && decl
+                .options
+                .get("csv.delimiter")
+                .or(decl.options.get("csv.has_header"))
+                .is_some()
         {
             return Err(ConnectorError::InvalidOption {
                 option: "csv.*".into(),
                 value: String::new(),
-                message: format!("csv.* options only apply to format = 'csv' (the format is '{format}')"),
+                message: format!(
+                    "csv.* options only apply to format = 'csv' (the format is '{format}')"
+                ),
             });
         }
         let store = listing.root.store.clone();
@@ -140,30 +158,46 @@ pub async fn build_source(
         let first = files.first().cloned();
         match (format, first) {
             (FileFormat::Json, _) => {
-                arrow_json::ReaderBuilder::new(schema.clone()).build_decoder().map_err(|e| {
-                    ConnectorError::Schema(format!(
-                        "table '{}': the declared columns cannot be read from JSON: {e}",
-                        decl.name
-                    ))
-                })?;
+                arrow_json::ReaderBuilder::new(schema.clone())
+                    .build_decoder()
+                    .map_err(|e| {
+                        ConnectorError::Schema(format!(
+                            "table '{}': the declared columns cannot be read from JSON: {e}",
+                            decl.name
+                        ))
+                    })?;
             }
             (FileFormat::Csv, Some(first)) if options.csv_has_header => {
-                let header = csv::read_header(&store, &first, options.csv_delimiter, options.max_record_bytes).await?;
+                let header = csv::read_header(
+                    &store,
+                    &first,
+                    options.csv_delimiter,
+                    options.max_record_bytes,
+                )
+                .await?;
                 if let Some(h) = header {
-                    csv::CsvCodec::new(schema.clone(), Some(&h.names), options.csv_delimiter).map_err(|m| {
-                        ConnectorError::Schema(format!("table '{}': {}: {m}", decl.name, first.display))
-                    })?;
+                    csv::CsvCodec::new(schema.clone(), Some(&h.names), options.csv_delimiter)
+                        .map_err(|m| {
+                            ConnectorError::Schema(format!(
+                                "table '{}': {}: {m}",
+                                decl.name, first.display
+                            ))
+                        })?;
                 }
             }
             (FileFormat::Parquet, Some(first)) if decl.schema.is_some() => {
-                let keys: Vec<String> =
-                    files.iter().flat_map(|f| f.partitions.iter().map(|(k, _)| k.clone())).collect();
+                let keys: Vec<String> = files
+                    .iter()
+                    .flat_map(|f| f.partitions.iter().map(|(k, _)| k.clone()))
+                    .collect();
                 parquet_reader::check_declared(&store, &first, &schema, &keys).await?;
             }
             _ => {}
         }
         let dead_letter = match (&options.bad_data, &options.dead_letter) {
-            (BadDataPolicy::DeadLetter, Some(location)) => Some(dead_letter_sink(ctx, &decl.name, location, &options)?),
+            (BadDataPolicy::DeadLetter, Some(location)) => {
+                Some(dead_letter_sink(ctx, &decl.name, location, &options)?)
+            }
             _ => None,
         };
         let bad_data = options.bad_data;

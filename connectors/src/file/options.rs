@@ -99,16 +99,21 @@ impl FileOptions {
     /// Read and validate every option of `options`; unknown ones are errors.
     pub fn parse(options: &TableOptions) -> Result<Self> {
         let mut r: OptionReader = options.reader("file");
-        let path =
-            r.require("path", "set path to a file, directory, glob (data/*.jsonl) or URL (s3://bucket/prefix/)")?;
+        let path = r.require(
+            "path",
+            "set path to a file, directory, glob (data/*.jsonl) or URL (s3://bucket/prefix/)",
+        )?;
         if path.trim().is_empty() {
             return Err(invalid("path", &path, "the path is empty"));
         }
         let format = r.take_parsed::<FileFormat>("format", "'json', 'csv' or 'parquet'")?;
-        let bad_data =
-            r.take_parsed::<BadDataPolicy>("bad_data", "'fail', 'drop' or 'dead_letter'")?.unwrap_or_default();
+        let bad_data = r
+            .take_parsed::<BadDataPolicy>("bad_data", "'fail', 'drop' or 'dead_letter'")?
+            .unwrap_or_default();
         let dead_letter = r.take("dead_letter");
-        let max_record_bytes = r.take_bytes("max_record_bytes")?.unwrap_or(DEFAULT_MAX_RECORD_BYTES);
+        let max_record_bytes = r
+            .take_bytes("max_record_bytes")?
+            .unwrap_or(DEFAULT_MAX_RECORD_BYTES);
         let delimiter = r.take("csv.delimiter");
         let csv_has_header = r.take_bool("csv.has_header")?.unwrap_or(true);
         let storage = r.take_storage();
@@ -140,21 +145,40 @@ impl FileOptions {
         let csv_delimiter = match delimiter {
             None => b',',
             Some(d) => parse_delimiter(&d).ok_or_else(|| {
-                invalid("csv.delimiter", &d, "expected one ASCII character such as ',', ';', '|' or '\\t'")
+                invalid(
+                    "csv.delimiter",
+                    &d,
+                    "expected one ASCII character such as ',', ';', '|' or '\\t'",
+                )
             })?,
         };
-        Ok(Self { path, format, bad_data, dead_letter, max_record_bytes, csv_delimiter, csv_has_header, storage })
+        Ok(Self {
+            path,
+            format,
+            bad_data,
+            dead_letter,
+            max_record_bytes,
+            csv_delimiter,
+            csv_has_header,
+            storage,
+        })
     }
 }
 
 fn parse_delimiter(d: &str) -> Option<u8> {
     match d {
         "\\t" | "\t" | "tab" => Some(b'\t'),
-        s if s.len() == 1 && s.is_ascii() && s != "\"" && s != "\n" && s != "\r" => Some(s.as_bytes()[0]),
+        s if s.len() == 1 && s.is_ascii() && s != "\"" && s != "\n" && s != "\r" => {
+            Some(s.as_bytes()[0])
+        }
         _ => None,
     }
 }
 
 fn invalid(option: &str, value: &str, message: &str) -> ConnectorError {
-    ConnectorError::InvalidOption { option: option.into(), value: value.into(), message: message.into() }
+    ConnectorError::InvalidOption {
+        option: option.into(),
+        value: value.into(),
+        message: message.into(),
+    }
 }

@@ -39,26 +39,39 @@ const BATCH_ROWS: usize = 8192;
 const HIVE_NULL: &str = "__HIVE_DEFAULT_PARTITION__";
 
 fn err(file: &FileEntry, e: impl std::fmt::Display) -> PipelineError {
-    PipelineError::Storage { location: file.url.clone(), message: format!("cannot read Parquet: {e}") }
+    PipelineError::Storage {
+        location: file.url.clone(),
+        message: format!("cannot read Parquet: {e}"),
+    }
 }
 
 async fn builder(
     store: &Arc<dyn ObjectStore>,
     file: &FileEntry,
 ) -> Result<ParquetRecordBatchStreamBuilder<ParquetObjectReader>, PipelineError> {
-    let reader = ParquetObjectReader::new(store.clone(), file.path.clone()).with_file_size(file.size);
-    ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| err(file, e))
+    let reader =
+        ParquetObjectReader::new(store.clone(), file.path.clone()).with_file_size(file.size);
+    ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|e| err(file, e))
 }
 
 /// The schema of a table whose columns were not declared: the first file's
 /// columns plus the Hive partition keys of all files as Utf8.
-pub async fn infer_schema(store: &Arc<dyn ObjectStore>, files: &[Arc<FileEntry>]) -> Result<SchemaRef, PipelineError> {
+pub async fn infer_schema(
+    store: &Arc<dyn ObjectStore>,
+    files: &[Arc<FileEntry>],
+) -> Result<SchemaRef, PipelineError> {
     let Some(first) = files.first() else {
         return Ok(Arc::new(Schema::empty()));
     };
     let b = builder(store, first).await?;
-    let mut fields: Vec<Field> =
-        b.schema().fields().iter().map(|f| f.as_ref().clone().with_metadata(Default::default())).collect();
+    let mut fields: Vec<Field> = b
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_metadata(Default::default()))
+        .collect();
     for file in files {
         for (k, _) in &file.partitions {
             if !fields.iter().any(|f| f.name() == k) {
@@ -88,21 +101,38 @@ fn plan_columns(
             .fields()
             .iter()
             .position(|c| c.name() == f.name())
-            .or_else(|| file_schema.fields().iter().position(|c| c.name().eq_ignore_ascii_case(f.name())));
+            .or_else(|| {
+                file_schema
+                    .fields()
+                    .iter()
+                    .position(|c| c.name().eq_ignore_ascii_case(f.name()))
+            });
         if let Some(idx) = found {
             roots.push(idx);
             sources.push(ColumnSource::File(file_schema.field(idx).name().clone()));
             continue;
         }
-        let part = file.partitions.iter().find(|(k, _)| k == f.name() || k.eq_ignore_ascii_case(f.name()));
+        let part = file
+            .partitions
+            .iter()
+            .find(|(k, _)| k == f.name() || k.eq_ignore_ascii_case(f.name()));
         match part {
-            Some((_, v)) => sources.push(ColumnSource::Partition((v != HIVE_NULL).then(|| v.clone()))),
+            Some((_, v)) => {
+                sources.push(ColumnSource::Partition((v != HIVE_NULL).then(|| v.clone())))
+            }
             // A partition key other files have but this one's folders lack.
-            None if partition_keys.iter().any(|k| k.eq_ignore_ascii_case(f.name())) => {
+            None if partition_keys
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(f.name())) =>
+            {
                 sources.push(ColumnSource::Partition(None))
             }
             None => {
-                let names: Vec<&str> = file_schema.fields().iter().map(|c| c.name().as_str()).collect();
+                let names: Vec<&str> = file_schema
+                    .fields()
+                    .iter()
+                    .map(|c| c.name().as_str())
+                    .collect();
                 return Err(format!(
                     "column '{}' is not in Parquet file {} (its columns: {}); declare only columns the files have",
                     f.name(),
@@ -125,7 +155,9 @@ pub async fn check_declared(
     partition_keys: &[String],
 ) -> Result<(), crate::ConnectorError> {
     let b = builder(store, file).await?;
-    plan_columns(schema, b.schema(), file, partition_keys).map(|_| ()).map_err(crate::ConnectorError::Schema)
+    plan_columns(schema, b.schema(), file, partition_keys)
+        .map(|_| ())
+        .map_err(crate::ConnectorError::Schema)
 }
 
 /// Reads rows `[start, end)` of one Parquet file.
@@ -154,7 +186,12 @@ impl ParquetCursor {
         let b = builder(store, &file).await?;
         let (sources, roots) = plan_columns(&schema, b.schema(), &file, partition_keys)
             .map_err(|m| PipelineError::source(&file.url, m))?;
-        let total: u64 = b.metadata().row_groups().iter().map(|rg| rg.num_rows().max(0) as u64).sum();
+        let total: u64 = b
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|rg| rg.num_rows().max(0) as u64)
+            .sum();
         let end = end.unwrap_or(total).min(total);
         let start = start.min(end);
         let mut groups = Vec::new();
@@ -179,7 +216,17 @@ impl ParquetCursor {
             .build()
             .map_err(|e| err(&file, e))?;
         let bytes_per_row = (file.size / total.max(1)).max(1);
-        Ok(Self { file, schema, stream, sources, pending: None, row: start, end, total, bytes_per_row })
+        Ok(Self {
+            file,
+            schema,
+            stream,
+            sources,
+            pending: None,
+            row: start,
+            end,
+            total,
+            bytes_per_row,
+        })
     }
 
     /// Whether the position is at the file's last row.
@@ -193,13 +240,21 @@ impl ParquetCursor {
     }
 
     fn assemble(&self, batch: &RecordBatch) -> Result<RecordBatch, PipelineError> {
-        let opts = CastOptions { safe: false, ..Default::default() };
+        let opts = CastOptions {
+            safe: false,
+            ..Default::default()
+        };
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for (f, src) in self.schema.fields().iter().zip(&self.sources) {
             let col = match src {
-                ColumnSource::File(name) => batch.column_by_name(name).cloned().ok_or_else(|| {
-                    PipelineError::source(&self.file.url, format!("column '{name}' missing from a batch"))
-                })?,
+                ColumnSource::File(name) => {
+                    batch.column_by_name(name).cloned().ok_or_else(|| {
+                        PipelineError::source(
+                            &self.file.url,
+                            format!("column '{name}' missing from a batch"),
+                        )
+                    })?
+                }
                 ColumnSource::Partition(Some(v)) => {
                     Arc::new(StringArray::from(vec![v.as_str(); batch.num_rows()])) as ArrayRef
                 }
@@ -222,12 +277,18 @@ impl ParquetCursor {
             };
             cols.push(col);
         }
-        RecordBatch::try_new(self.schema.clone(), cols).map_err(|e| PipelineError::source(&self.file.url, e))
+        RecordBatch::try_new(self.schema.clone(), cols)
+            .map_err(|e| PipelineError::source(&self.file.url, e))
     }
 
     /// Read up to `max_records` rows and about `max_bytes` bytes (at least one
     /// row when `force_one`).
-    pub async fn step(&mut self, max_records: u64, max_bytes: u64, force_one: bool) -> Result<Step, PipelineError> {
+    pub async fn step(
+        &mut self,
+        max_records: u64,
+        max_bytes: u64,
+        force_one: bool,
+    ) -> Result<Step, PipelineError> {
         let mut step = Step::default();
         if self.row >= self.end {
             step.done = true;

@@ -162,10 +162,18 @@ impl FileSource {
 
     fn state(&self) -> FileState {
         match (self.files.get(self.idx), self.files.last()) {
-            (Some(f), _) => FileState { file: Some(f.url.clone()), offset: self.offset, line: self.line, done: false },
-            (None, Some(last)) => {
-                FileState { file: Some(last.url.clone()), offset: self.offset, line: self.line, done: true }
-            }
+            (Some(f), _) => FileState {
+                file: Some(f.url.clone()),
+                offset: self.offset,
+                line: self.line,
+                done: false,
+            },
+            (None, Some(last)) => FileState {
+                file: Some(last.url.clone()),
+                offset: self.offset,
+                line: self.line,
+                done: true,
+            },
             (None, None) => FileState::default(),
         }
     }
@@ -177,22 +185,38 @@ impl FileSource {
 
 impl Opener {
     /// A reader of `file` from (`offset`, `line`) to `end` (`None`: its end).
-    async fn open(self, file: Arc<FileEntry>, offset: u64, line: u64, end: Option<u64>) -> Result<Reader> {
+    async fn open(
+        self,
+        file: Arc<FileEntry>,
+        offset: u64,
+        line: u64,
+        end: Option<u64>,
+    ) -> Result<Reader> {
         let o = &self.options;
         Ok(match self.format {
             FileFormat::Json => {
                 let end = end.unwrap_or(file.size);
                 let codec: Arc<dyn TextCodec> = self.json.clone();
                 Reader::Text(
-                    TextCursor::new(codec, self.store.clone(), file, offset, line, end, o.max_record_bytes)
-                        .with_read_size(self.read_size),
+                    TextCursor::new(
+                        codec,
+                        self.store.clone(),
+                        file,
+                        offset,
+                        line,
+                        end,
+                        o.max_record_bytes,
+                    )
+                    .with_read_size(self.read_size),
                 )
             }
             FileFormat::Csv => {
                 let end = end.unwrap_or(file.size);
                 let (mut offset, mut line) = (offset, line);
                 let header = if o.csv_has_header {
-                    match read_header(&self.store, &file, o.csv_delimiter, o.max_record_bytes).await? {
+                    match read_header(&self.store, &file, o.csv_delimiter, o.max_record_bytes)
+                        .await?
+                    {
                         Some(h) => {
                             if offset < h.end {
                                 (offset, line) = (h.end, h.next_line);
@@ -205,15 +229,33 @@ impl Opener {
                     None
                 };
                 let codec = CsvCodec::new(self.schema.clone(), header.as_deref(), o.csv_delimiter)
-                    .map_err(|m| PipelineError::source(&self.name, format!("{}: {m}", file.display)))?;
+                    .map_err(|m| {
+                        PipelineError::source(&self.name, format!("{}: {m}", file.display))
+                    })?;
                 let end = end.max(offset);
                 Reader::Text(
-                    TextCursor::new(Arc::new(codec), self.store.clone(), file, offset, line, end, o.max_record_bytes)
-                        .with_read_size(self.read_size),
+                    TextCursor::new(
+                        Arc::new(codec),
+                        self.store.clone(),
+                        file,
+                        offset,
+                        line,
+                        end,
+                        o.max_record_bytes,
+                    )
+                    .with_read_size(self.read_size),
                 )
             }
             FileFormat::Parquet => Reader::Parquet(
-                ParquetCursor::open(&self.store, file, self.schema.clone(), &self.partition_keys, offset, end).await?,
+                ParquetCursor::open(
+                    &self.store,
+                    file,
+                    self.schema.clone(),
+                    &self.partition_keys,
+                    offset,
+                    end,
+                )
+                .await?,
             ),
         })
     }
@@ -247,8 +289,12 @@ impl Source for FileSource {
         self.idx = 0;
         (self.offset, self.line) = self.file_start();
         let Some(state) = state else { return Ok(()) };
-        let state: FileState = serde_json::from_value(state.clone())
-            .map_err(|e| PipelineError::source(&self.name, format!("unreadable file source state {state}: {e}")))?;
+        let state: FileState = serde_json::from_value(state.clone()).map_err(|e| {
+            PipelineError::source(
+                &self.name,
+                format!("unreadable file source state {state}: {e}"),
+            )
+        })?;
         let Some(url) = state.file else { return Ok(()) };
         match self.position_of(&url) {
             Ok(i) if state.done => self.idx = i + 1,
@@ -270,7 +316,12 @@ impl Source for FileSource {
             let file = self.files[self.idx].clone();
             let mut reader = match self.reader.take() {
                 Some(r) => r,
-                None => self.opener.clone().open(file.clone(), self.offset, self.line, None).await?,
+                None => {
+                    self.opener
+                        .clone()
+                        .open(file.clone(), self.offset, self.line, None)
+                        .await?
+                }
             };
             let (start, first_record) = reader.position();
             let mut range_records = 0;
@@ -284,7 +335,8 @@ impl Source for FileSource {
                 records_left = records_left.saturating_sub(step.records);
                 bytes_left = bytes_left.saturating_sub(step.bytes);
                 ep.bytes += step.bytes;
-                ep.batches.extend(step.batches.into_iter().filter(|b| b.num_rows() > 0));
+                ep.batches
+                    .extend(step.batches.into_iter().filter(|b| b.num_rows() > 0));
                 ep.bad.extend(step.bad);
                 if step.done {
                     done = true;
@@ -317,12 +369,16 @@ impl Source for FileSource {
                 break;
             }
         }
-        ep.state_after = serde_json::to_value(self.state()).map_err(|e| PipelineError::source(&self.name, e))?;
+        ep.state_after =
+            serde_json::to_value(self.state()).map_err(|e| PipelineError::source(&self.name, e))?;
         Ok(Some(ep))
     }
 
     async fn replay(&mut self, ranges: &[SplitRange]) -> Result<SourceEpoch> {
-        let mut ep = SourceEpoch { ranges: ranges.to_vec(), ..Default::default() };
+        let mut ep = SourceEpoch {
+            ranges: ranges.to_vec(),
+            ..Default::default()
+        };
         let mut last: Option<(usize, u64, u64, bool)> = None;
         for range in ranges {
             let idx = self.position_of(&range.split).map_err(|_| {
@@ -335,11 +391,16 @@ impl Source for FileSource {
                 )
             })?;
             let file = self.files[idx].clone();
-            let mut reader = self.opener.clone().open(file, range.start, range.first_record, Some(range.end)).await?;
+            let mut reader = self
+                .opener
+                .clone()
+                .open(file, range.start, range.first_record, Some(range.end))
+                .await?;
             loop {
                 let step = reader.step(u64::MAX, u64::MAX, true).await?;
                 ep.bytes += step.bytes;
-                ep.batches.extend(step.batches.into_iter().filter(|b| b.num_rows() > 0));
+                ep.batches
+                    .extend(step.batches.into_iter().filter(|b| b.num_rows() > 0));
                 ep.bad.extend(step.bad);
                 if step.done || (step.records == 0 && step.bytes == 0) {
                     break;
@@ -353,14 +414,18 @@ impl Source for FileSource {
                 self.reader = None;
                 if file_done {
                     self.idx = idx + 1;
-                    (self.offset, self.line) =
-                        if self.idx < self.files.len() { self.file_start() } else { (end, line) };
+                    (self.offset, self.line) = if self.idx < self.files.len() {
+                        self.file_start()
+                    } else {
+                        (end, line)
+                    };
                 } else {
                     (self.idx, self.offset, self.line) = (idx, end, line);
                 }
             }
         }
-        ep.state_after = serde_json::to_value(self.state()).map_err(|e| PipelineError::source(&self.name, e))?;
+        ep.state_after =
+            serde_json::to_value(self.state()).map_err(|e| PipelineError::source(&self.name, e))?;
         Ok(ep)
     }
 }

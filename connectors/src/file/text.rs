@@ -154,27 +154,35 @@ impl TextCursor {
     }
 
     fn read_err(&self, e: impl std::fmt::Display) -> PipelineError {
-        PipelineError::Storage { location: self.file.url.clone(), message: format!("read failed: {e}") }
+        PipelineError::Storage {
+            location: self.file.url.clone(),
+            message: format!("read failed: {e}"),
+        }
     }
 
     /// Append the next chunk of the file to the buffer (and prefetch the one after).
     async fn fetch(&mut self) -> strata_pipeline::Result<()> {
         let chunk = match self.prefetch.take() {
-            Some((start, h)) if start == self.fetched => {
-                h.await.map_err(|e| self.read_err(e))?.map_err(|e| self.read_err(e))?
-            }
+            Some((start, h)) if start == self.fetched => h
+                .await
+                .map_err(|e| self.read_err(e))?
+                .map_err(|e| self.read_err(e))?,
             other => {
                 if let Some((_, h)) = other {
                     h.abort();
                 }
                 let to = (self.fetched + self.read_size).min(self.end);
-                self.store.get_range(&self.file.path, self.fetched..to).await.map_err(|e| self.read_err(e))?
+                self.store
+                    .get_range(&self.file.path, self.fetched..to)
+                    .await
+                    .map_err(|e| self.read_err(e))?
             }
         };
         if chunk.is_empty() {
-            return Err(
-                self.read_err(format!("file ended at byte {} before its listed size {}", self.fetched, self.end))
-            );
+            return Err(self.read_err(format!(
+                "file ended at byte {} before its listed size {}",
+                self.fetched, self.end
+            )));
         }
         self.fetched += chunk.len() as u64;
         if self.buf.is_empty() {
@@ -186,14 +194,22 @@ impl TextCursor {
             let (store, path, start) = (self.store.clone(), self.file.path.clone(), self.fetched);
             let read_size = self.read_size;
             let to = (start + read_size).min(self.end);
-            self.prefetch = Some((start, tokio::spawn(async move { store.get_range(&path, start..to).await })));
+            self.prefetch = Some((
+                start,
+                tokio::spawn(async move { store.get_range(&path, start..to).await }),
+            ));
         }
         Ok(())
     }
 
     /// Read records from the position: at most `max_records` and, unless
     /// `force_one` lets a first record exceed it, `max_bytes` bytes.
-    pub async fn step(&mut self, max_records: u64, max_bytes: u64, force_one: bool) -> strata_pipeline::Result<Step> {
+    pub async fn step(
+        &mut self,
+        max_records: u64,
+        max_bytes: u64,
+        force_one: bool,
+    ) -> strata_pipeline::Result<Step> {
         let mut step = Step::default();
         loop {
             if self.offset >= self.end {
@@ -234,13 +250,20 @@ impl TextCursor {
                     ));
                     step.records += 1;
                 } else {
-                    recs.push(Rec { start: pos, end: content_end, line });
+                    recs.push(Rec {
+                        start: pos,
+                        end: content_end,
+                        line,
+                    });
                     step.records += 1;
                 }
                 step.bytes += len;
                 line += 1 + self.scan.newlines;
                 pos = next;
-                self.scan = ScanState { pos, ..ScanState::default() };
+                self.scan = ScanState {
+                    pos,
+                    ..ScanState::default()
+                };
                 if pos >= self.buf.len() {
                     break;
                 }
@@ -290,7 +313,10 @@ impl TextCursor {
     /// The record at the start of the buffer is longer than `max_record_bytes`
     /// and not complete yet: read on to its end without keeping it.
     async fn skip_oversize(&mut self, step: &mut Step) -> strata_pipeline::Result<()> {
-        let mut skip = Skip { raw: self.buf[..self.max_record].to_vec(), len: 0 };
+        let mut skip = Skip {
+            raw: self.buf[..self.max_record].to_vec(),
+            len: 0,
+        };
         loop {
             match self.codec.find_terminator(&self.buf, &mut self.scan) {
                 Some(t) => {
@@ -329,7 +355,11 @@ impl TextCursor {
 
     /// Decode the framed records on the blocking pool (CPU work stays off the
     /// async workers).
-    async fn decode(&mut self, recs: &mut Vec<Rec>, step: &mut Step) -> strata_pipeline::Result<()> {
+    async fn decode(
+        &mut self,
+        recs: &mut Vec<Rec>,
+        step: &mut Step,
+    ) -> strata_pipeline::Result<()> {
         let codec = self.codec.clone();
         let buf = std::mem::take(&mut self.buf);
         let taken = std::mem::take(recs);
@@ -362,7 +392,9 @@ fn decode_recs(
     batches: &mut Vec<RecordBatch>,
     bad: &mut Vec<BadRecord>,
 ) {
-    let (Some(first), Some(last)) = (recs.first(), recs.last()) else { return };
+    let (Some(first), Some(last)) = (recs.first(), recs.last()) else {
+        return;
+    };
     match codec.decode(&buf[first.start..last.end], recs.len()) {
         Ok(batch) => batches.push(batch),
         Err(e) if recs.len() == 1 => {

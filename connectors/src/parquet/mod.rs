@@ -37,7 +37,7 @@ use strata_pipeline::Sink;
 pub use options::ParquetSinkOptions;
 pub use sink::ParquetSink;
 
-use crate::{ConnectorContext, ConnectorError, Connector, Result, SourceParts, TableDecl};
+use crate::{Connector, ConnectorContext, ConnectorError, Result, SourceParts, TableDecl};
 
 /// `connector = 'parquet'` (sink only; read Parquet with `connector = 'file'`).
 pub struct ParquetConnector;
@@ -56,15 +56,26 @@ impl Connector for ParquetConnector {
         true
     }
 
-    async fn create_source(&self, decl: &TableDecl, _ctx: &ConnectorContext) -> Result<SourceParts> {
+    async fn create_source(
+        &self,
+        decl: &TableDecl,
+        _ctx: &ConnectorContext,
+    ) -> Result<SourceParts> {
         Err(ConnectorError::Unsupported(format!(
             "table '{}': connector 'parquet' is a sink only; to read Parquet files use connector = 'file' with format = 'parquet'",
             decl.name
         )))
     }
 
-    async fn create_sink(&self, decl: &TableDecl, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Arc<dyn Sink>> {
+    async fn create_sink(
+        &self,
+        decl: &TableDecl,
+        schema: SchemaRef,
+        ctx: &ConnectorContext,
+    ) -> Result<Arc<dyn Sink>> {
         let options = ParquetSinkOptions::from_reader(decl.options.reader(self.name()))?;
-        Ok(Arc::new(ParquetSink::new(ctx, &decl.name, schema, options)?))
+        Ok(Arc::new(ParquetSink::new(
+            ctx, &decl.name, schema, options,
+        )?))
     }
 }

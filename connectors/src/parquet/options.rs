@@ -70,12 +70,16 @@ impl ParquetSinkOptions {
 
     /// Take every option of the connector from `reader` and reject the rest.
     pub fn from_reader(mut reader: OptionReader) -> Result<Self> {
-        let path = reader.require("path", "the table's location: a local path, file://, s3://bucket/prefix or memory:// URL")?;
+        let path = reader.require(
+            "path",
+            "the table's location: a local path, file://, s3://bucket/prefix or memory:// URL",
+        )?;
         if path.trim().is_empty() {
             return Err(ConnectorError::InvalidOption {
                 option: "path".into(),
                 value: path,
-                message: "expected a local path, file://, s3://bucket/prefix or memory:// URL".into(),
+                message: "expected a local path, file://, s3://bucket/prefix or memory:// URL"
+                    .into(),
             });
         }
         let mut opts = Self::new(path.trim());
@@ -85,7 +89,9 @@ impl ParquetSinkOptions {
         if let Some(v) = reader.take("compression") {
             opts.compression = parse_compression(&v)?;
         }
-        if let Some(rows) = reader.take_parsed::<u64>("rollover.rows", "a positive number of rows")? {
+        if let Some(rows) =
+            reader.take_parsed::<u64>("rollover.rows", "a positive number of rows")?
+        {
             if rows == 0 {
                 return Err(invalid("rollover.rows", "0", "must be at least 1"));
             }
@@ -99,11 +105,17 @@ impl ParquetSinkOptions {
         }
         if let Some(d) = reader.take_duration("rollover.interval")? {
             if d.is_zero() {
-                return Err(invalid("rollover.interval", "0", "must be longer than zero"));
+                return Err(invalid(
+                    "rollover.interval",
+                    "0",
+                    "must be longer than zero",
+                ));
             }
             opts.rollover_interval = Some(d);
         }
-        if let Some(n) = reader.take_parsed::<usize>("parquet.row_group_size", "a positive number of rows")? {
+        if let Some(n) =
+            reader.take_parsed::<usize>("parquet.row_group_size", "a positive number of rows")?
+        {
             if n == 0 {
                 return Err(invalid("parquet.row_group_size", "0", "must be at least 1"));
             }
@@ -132,7 +144,9 @@ impl ParquetSinkOptions {
                 )));
             }
             if partition_indices.contains(&idx) {
-                return Err(ConnectorError::Schema(format!("partition_by names column '{col}' twice")));
+                return Err(ConnectorError::Schema(format!(
+                    "partition_by names column '{col}' twice"
+                )));
             }
             partition_indices.push(idx);
         }
@@ -141,9 +155,21 @@ impl ParquetSinkOptions {
                 "partition_by names every column of the sink's input; at least one column must remain in the files".into(),
             ));
         }
-        let file_indices: Vec<usize> = (0..schema.fields().len()).filter(|i| !partition_indices.contains(i)).collect();
-        let file_schema = std::sync::Arc::new(schema.project(&file_indices).map_err(|e| ConnectorError::Pipeline(e.into()))?);
-        Ok(SinkConfig { options: self, input_schema: schema.clone(), file_schema, partition_indices, file_indices })
+        let file_indices: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| !partition_indices.contains(i))
+            .collect();
+        let file_schema = std::sync::Arc::new(
+            schema
+                .project(&file_indices)
+                .map_err(|e| ConnectorError::Pipeline(e.into()))?,
+        );
+        Ok(SinkConfig {
+            options: self,
+            input_schema: schema.clone(),
+            file_schema,
+            partition_indices,
+            file_indices,
+        })
     }
 }
 
@@ -163,13 +189,24 @@ pub struct SinkConfig {
 }
 
 fn invalid(option: &str, value: &str, message: &str) -> ConnectorError {
-    ConnectorError::InvalidOption { option: option.into(), value: value.into(), message: message.into() }
+    ConnectorError::InvalidOption {
+        option: option.into(),
+        value: value.into(),
+        message: message.into(),
+    }
 }
 
 fn parse_partition_by(v: &str) -> Result<Vec<String>> {
-    let cols: Vec<String> = v.split(',').map(|c| c.trim().trim_matches('"').trim_matches('`').to_string()).collect();
+    let cols: Vec<String> = v
+        .split(',')
+        .map(|c| c.trim().trim_matches('"').trim_matches('`').to_string())
+        .collect();
     if cols.iter().any(|c| c.is_empty()) {
-        return Err(invalid("partition_by", v, "expected comma-separated column names, e.g. 'tenant, dt'"));
+        return Err(invalid(
+            "partition_by",
+            v,
+            "expected comma-separated column names, e.g. 'tenant, dt'",
+        ));
     }
     Ok(cols)
 }
@@ -188,24 +225,39 @@ pub fn parse_compression(value: &str) -> Result<Compression> {
             let Some(num) = rest.strip_suffix(')') else {
                 return Err(invalid("compression", value, expected));
             };
-            let level: i32 = num.trim().parse().map_err(|_| invalid("compression", value, expected))?;
+            let level: i32 = num
+                .trim()
+                .parse()
+                .map_err(|_| invalid("compression", value, expected))?;
             (name.trim().to_string(), Some(level))
         }
         None => (v.clone(), None),
     };
-    let bad_level = |e: parquet::errors::ParquetError| invalid("compression", value, &format!("{e}; {expected}"));
+    let bad_level = |e: parquet::errors::ParquetError| {
+        invalid("compression", value, &format!("{e}; {expected}"))
+    };
     let no_level = |c: Compression| match level {
         None => Ok(c),
-        Some(_) => Err(invalid("compression", value, &format!("'{name}' takes no level; {expected}"))),
+        Some(_) => Err(invalid(
+            "compression",
+            value,
+            &format!("'{name}' takes no level; {expected}"),
+        )),
     };
     match name.as_str() {
-        "zstd" => Ok(Compression::ZSTD(ZstdLevel::try_new(level.unwrap_or(DEFAULT_ZSTD_LEVEL)).map_err(bad_level)?)),
+        "zstd" => Ok(Compression::ZSTD(
+            ZstdLevel::try_new(level.unwrap_or(DEFAULT_ZSTD_LEVEL)).map_err(bad_level)?,
+        )),
         "gzip" => Ok(Compression::GZIP(match level {
-            Some(l) => GzipLevel::try_new(u32::try_from(l).unwrap_or(u32::MAX)).map_err(bad_level)?,
+            Some(l) => {
+                GzipLevel::try_new(u32::try_from(l).unwrap_or(u32::MAX)).map_err(bad_level)?
+            }
             None => GzipLevel::default(),
         })),
         "brotli" => Ok(Compression::BROTLI(match level {
-            Some(l) => BrotliLevel::try_new(u32::try_from(l).unwrap_or(u32::MAX)).map_err(bad_level)?,
+            Some(l) => {
+                BrotliLevel::try_new(u32::try_from(l).unwrap_or(u32::MAX)).map_err(bad_level)?
+            }
             None => BrotliLevel::default(),
         })),
         "snappy" => no_level(Compression::SNAPPY),
@@ -218,8 +270,25 @@ pub fn parse_compression(value: &str) -> Result<Compression> {
 fn is_partitionable(dt: &DataType) -> bool {
     use DataType::*;
     match dt {
-        Boolean | Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Utf8 | LargeUtf8 | Utf8View | Date32 | Date64
-        | Timestamp(_, _) | Decimal32(_, _) | Decimal64(_, _) | Decimal128(_, _) | Decimal256(_, _) => true,
+        Boolean
+        | Int8
+        | Int16
+        | Int32
+        | Int64
+        | UInt8
+        | UInt16
+        | UInt32
+        | UInt64
+        | Utf8
+        | LargeUtf8
+        | Utf8View
+        | Date32
+        | Date64
+        | Timestamp(_, _)
+        | Decimal32(_, _)
+        | Decimal64(_, _)
+        | Decimal128(_, _)
+        | Decimal256(_, _) => true,
         Dictionary(_, v) => is_partitionable(v),
         _ => false,
     }
@@ -233,14 +302,18 @@ mod tests {
     use std::sync::Arc;
 
     fn parse(pairs: &[(&str, &str)]) -> Result<ParquetSinkOptions> {
-        let opts = TableOptions::from_pairs(pairs.iter().copied().chain([("connector", "parquet")]));
+        let opts =
+            TableOptions::from_pairs(pairs.iter().copied().chain([("connector", "parquet")]));
         ParquetSinkOptions::from_reader(opts.reader("parquet"))
     }
 
     #[test]
     fn defaults() {
         let o = parse(&[("path", "/tmp/x")]).unwrap();
-        assert_eq!(o.compression, Compression::ZSTD(ZstdLevel::try_new(3).unwrap()));
+        assert_eq!(
+            o.compression,
+            Compression::ZSTD(ZstdLevel::try_new(3).unwrap())
+        );
         assert_eq!(o.rollover_rows, 1_000_000);
         assert_eq!(o.rollover_bytes, 512 << 20);
         assert_eq!(o.row_group_size, 122_880);
@@ -262,22 +335,40 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(o.partition_by, vec!["tenant", "dt"]);
-        assert_eq!(o.compression, Compression::ZSTD(ZstdLevel::try_new(9).unwrap()));
+        assert_eq!(
+            o.compression,
+            Compression::ZSTD(ZstdLevel::try_new(9).unwrap())
+        );
         assert_eq!(o.rollover_rows, 10);
         assert_eq!(o.rollover_bytes, 64 << 20);
         assert_eq!(o.rollover_interval, Some(Duration::from_secs(300)));
         assert_eq!(o.row_group_size, 1000);
-        assert_eq!(o.storage.get("storage.region").map(String::as_str), Some("eu-west-1"));
+        assert_eq!(
+            o.storage.get("storage.region").map(String::as_str),
+            Some("eu-west-1")
+        );
     }
 
     #[test]
     fn compression_names() {
         assert_eq!(parse_compression("snappy").unwrap(), Compression::SNAPPY);
-        assert_eq!(parse_compression("none").unwrap(), Compression::UNCOMPRESSED);
-        assert_eq!(parse_compression("uncompressed").unwrap(), Compression::UNCOMPRESSED);
+        assert_eq!(
+            parse_compression("none").unwrap(),
+            Compression::UNCOMPRESSED
+        );
+        assert_eq!(
+            parse_compression("uncompressed").unwrap(),
+            Compression::UNCOMPRESSED
+        );
         assert_eq!(parse_compression("lz4").unwrap(), Compression::LZ4_RAW);
-        assert!(matches!(parse_compression("gzip").unwrap(), Compression::GZIP(_)));
-        assert!(matches!(parse_compression("brotli(4)").unwrap(), Compression::BROTLI(_)));
+        assert!(matches!(
+            parse_compression("gzip").unwrap(),
+            Compression::GZIP(_)
+        ));
+        assert!(matches!(
+            parse_compression("brotli(4)").unwrap(),
+            Compression::BROTLI(_)
+        ));
         for bad in ["zip", "zstd(99)", "zstd(x)", "snappy(3)", "zstd(3"] {
             let e = parse_compression(bad).unwrap_err().to_string();
             assert!(e.contains("compression"), "{bad}: {e}");
@@ -286,12 +377,23 @@ mod tests {
 
     #[test]
     fn option_errors() {
-        let e = parse(&[("path", "/x"), ("rollover.rowz", "1")]).unwrap_err().to_string();
-        assert!(e.contains("unknown option 'rollover.rowz'") && e.contains("rollover.rows"), "{e}");
+        let e = parse(&[("path", "/x"), ("rollover.rowz", "1")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown option 'rollover.rowz'") && e.contains("rollover.rows"),
+            "{e}"
+        );
         let e = parse(&[("compression", "zstd")]).unwrap_err();
-        assert!(matches!(e, ConnectorError::MissingOption { ref option, .. } if option == "path"), "{e}");
+        assert!(
+            matches!(e, ConnectorError::MissingOption { ref option, .. } if option == "path"),
+            "{e}"
+        );
         let e = parse(&[("path", "/x"), ("compression", "lzma")]).unwrap_err();
-        assert!(matches!(e, ConnectorError::InvalidOption { ref option, .. } if option == "compression"), "{e}");
+        assert!(
+            matches!(e, ConnectorError::InvalidOption { ref option, .. } if option == "compression"),
+            "{e}"
+        );
         assert!(parse(&[("path", "/x"), ("rollover.rows", "0")]).is_err());
         assert!(parse(&[("path", "/x"), ("rollover.bytes", "lots")]).is_err());
         assert!(parse(&[("path", "/x"), ("rollover.interval", "soon")]).is_err());
@@ -301,17 +403,25 @@ mod tests {
 
     #[test]
     fn unknown_partition_column() {
-        let schema = Arc::new(Schema::new(vec![Field::new("tenant", DataType::Utf8, true), Field::new("v", DataType::Int64, true)]));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("tenant", DataType::Utf8, true),
+            Field::new("v", DataType::Int64, true),
+        ]));
         let o = parse(&[("path", "/x"), ("partition_by", "tenant, day")]).unwrap();
         let e = o.validate(&schema).unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, ConnectorError::Schema(_)), "{msg}");
         assert!(msg.contains("'day'") && msg.contains("tenant, v"), "{msg}");
-        let c = parse(&[("path", "/x"), ("partition_by", "tenant")]).unwrap().validate(&schema).unwrap();
+        let c = parse(&[("path", "/x"), ("partition_by", "tenant")])
+            .unwrap()
+            .validate(&schema)
+            .unwrap();
         assert_eq!(c.partition_indices, vec![0]);
         assert_eq!(c.file_schema.fields().len(), 1);
         assert_eq!(c.file_schema.field(0).name(), "v");
-        let all = parse(&[("path", "/x"), ("partition_by", "tenant,v")]).unwrap().validate(&schema);
+        let all = parse(&[("path", "/x"), ("partition_by", "tenant,v")])
+            .unwrap()
+            .validate(&schema);
         assert!(all.is_err());
     }
 }

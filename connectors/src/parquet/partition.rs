@@ -28,7 +28,26 @@ const DATE_FORMAT: &str = "%Y-%m-%d";
 
 /// Whether Hive escapes `c` in a partition path (Hive's `FileUtils.charToEscape`).
 fn needs_escape(c: char) -> bool {
-    matches!(c, '\u{01}'..='\u{1f}' | '"' | '#' | '%' | '\'' | '*' | '/' | ':' | '=' | '?' | '\\' | '\u{7f}' | '{' | '[' | ']' | '^')
+    matches!(
+        c,
+        '\u{01}'
+            ..='\u{1f}'
+                | '"'
+                | '#'
+                | '%'
+                | '\''
+                | '*'
+                | '/'
+                | ':'
+                | '='
+                | '?'
+                | '\\'
+                | '\u{7f}'
+                | '{'
+                | '['
+                | ']'
+                | '^'
+    )
 }
 
 /// Append `s` to `out`, escaped as Hive escapes partition names and values.
@@ -68,9 +87,22 @@ pub struct Partitioner {
 impl Partitioner {
     /// A partitioner over `input` columns `partition_indices`; output batches
     /// carry `file_indices` in `file_schema`.
-    pub fn new(input: &SchemaRef, partition_indices: &[usize], file_indices: &[usize], file_schema: SchemaRef) -> Self {
-        let columns = partition_indices.iter().map(|&i| (escape(input.field(i).name()), i)).collect();
-        Self { columns, file_indices: file_indices.to_vec(), file_schema, input_len: input.fields().len() }
+    pub fn new(
+        input: &SchemaRef,
+        partition_indices: &[usize],
+        file_indices: &[usize],
+        file_schema: SchemaRef,
+    ) -> Self {
+        let columns = partition_indices
+            .iter()
+            .map(|&i| (escape(input.field(i).name()), i))
+            .collect();
+        Self {
+            columns,
+            file_indices: file_indices.to_vec(),
+            file_schema,
+            input_len: input.fields().len(),
+        }
     }
 
     /// Whether there are partition columns at all.
@@ -82,15 +114,25 @@ impl Partitioner {
     /// batch's types against the sink's schema without copying data).
     pub fn project(&self, batch: &RecordBatch) -> Result<RecordBatch, PipelineError> {
         if batch.num_columns() != self.input_len {
-            return Err(PipelineError::Arrow(arrow::error::ArrowError::SchemaError(format!(
-                "batch has {} columns, the sink's schema {}",
-                batch.num_columns(),
-                self.input_len
-            ))));
+            return Err(PipelineError::Arrow(arrow::error::ArrowError::SchemaError(
+                format!(
+                    "batch has {} columns, the sink's schema {}",
+                    batch.num_columns(),
+                    self.input_len
+                ),
+            )));
         }
-        let columns: Vec<ArrayRef> = self.file_indices.iter().map(|&i| batch.column(i).clone()).collect();
+        let columns: Vec<ArrayRef> = self
+            .file_indices
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect();
         let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-        Ok(RecordBatch::try_new_with_options(self.file_schema.clone(), columns, &options)?)
+        Ok(RecordBatch::try_new_with_options(
+            self.file_schema.clone(),
+            columns,
+            &options,
+        )?)
     }
 
     /// Split `batch` (in the input schema) into `(folder, rows)` pairs, folders
@@ -130,7 +172,9 @@ impl Partitioner {
                 value.clear();
                 if arrays[c].is_valid(row) {
                     write!(value, "{}", fmt.value(row)).map_err(|e| {
-                        PipelineError::Arrow(arrow::error::ArrowError::ComputeError(format!("partition value: {e}")))
+                        PipelineError::Arrow(arrow::error::ArrowError::ComputeError(format!(
+                            "partition value: {e}"
+                        )))
                     })?;
                 }
                 if value.is_empty() {
@@ -171,8 +215,13 @@ impl Partitioner {
 /// Convenience for tests and callers holding a schema: a partitioner for
 /// `partition_by` column names (which must exist).
 pub fn partitioner_for(input: &SchemaRef, partition_by: &[&str]) -> Option<Partitioner> {
-    let pidx: Vec<usize> = partition_by.iter().map(|n| input.index_of(n).ok()).collect::<Option<_>>()?;
-    let fidx: Vec<usize> = (0..input.fields().len()).filter(|i| !pidx.contains(i)).collect();
+    let pidx: Vec<usize> = partition_by
+        .iter()
+        .map(|n| input.index_of(n).ok())
+        .collect::<Option<_>>()?;
+    let fidx: Vec<usize> = (0..input.fields().len())
+        .filter(|i| !pidx.contains(i))
+        .collect();
     let file_schema = Arc::new(input.project(&fidx).ok()?);
     Some(Partitioner::new(input, &pidx, &fidx, file_schema))
 }
@@ -197,15 +246,40 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![
             Field::new("tenant", DataType::Utf8, true),
             Field::new("d", DataType::Date32, true),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
             Field::new("v", DataType::Int64, false),
         ]));
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![
-                Arc::new(StringArray::from(vec![Some("a"), None, Some("a/b"), Some(""), Some("a")])),
-                Arc::new(Date32Array::from(vec![Some(20454), Some(20454), None, Some(0), Some(20454)])),
-                Arc::new(TimestampMicrosecondArray::from(vec![Some(0), Some(1_500_000), Some(0), Some(0), Some(0)]).with_timezone("UTC")),
+                Arc::new(StringArray::from(vec![
+                    Some("a"),
+                    None,
+                    Some("a/b"),
+                    Some(""),
+                    Some("a"),
+                ])),
+                Arc::new(Date32Array::from(vec![
+                    Some(20454),
+                    Some(20454),
+                    None,
+                    Some(0),
+                    Some(20454),
+                ])),
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![
+                        Some(0),
+                        Some(1_500_000),
+                        Some(0),
+                        Some(0),
+                        Some(0),
+                    ])
+                    .with_timezone("UTC"),
+                ),
                 Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5])),
             ],
         )
@@ -224,11 +298,27 @@ mod tests {
         );
         assert_eq!(parts[0].1.num_rows(), 2);
         assert_eq!(parts[0].1.num_columns(), 2);
-        let v = parts[0].1.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+        let v = parts[0]
+            .1
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
         assert_eq!(v.values(), &[1, 5]);
 
         let p = partitioner_for(&schema, &["ts"]).unwrap();
-        let folders: Vec<String> = p.split(&batch).unwrap().into_iter().map(|(f, _)| f).collect();
-        assert_eq!(folders, vec!["ts=1970-01-01 00%3A00%3A00", "ts=1970-01-01 00%3A00%3A01.500"]);
+        let folders: Vec<String> = p
+            .split(&batch)
+            .unwrap()
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
+        assert_eq!(
+            folders,
+            vec![
+                "ts=1970-01-01 00%3A00%3A00",
+                "ts=1970-01-01 00%3A00%3A01.500"
+            ]
+        );
     }
 }

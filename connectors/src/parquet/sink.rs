@@ -73,13 +73,25 @@ struct Shared {
 
 impl std::fmt::Debug for ParquetSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ParquetSink").field("name", &self.shared.name).field("location", &self.shared.location.url).finish()
+        f.debug_struct("ParquetSink")
+            .field("name", &self.shared.name)
+            .field("location", &self.shared.location.url)
+            .finish()
     }
 }
 
 /// A file-system-safe folder name for a sink.
 fn staging_folder(name: &str) -> String {
-    let s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect();
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     match s.as_str() {
         "" | "." | ".." => "_sink".to_string(),
         _ => s,
@@ -88,7 +100,12 @@ fn staging_folder(name: &str) -> String {
 
 impl ParquetSink {
     /// Build a sink named `name` for rows of `schema` with validated options.
-    pub fn new(ctx: &ConnectorContext, name: &str, schema: SchemaRef, options: ParquetSinkOptions) -> crate::Result<Self> {
+    pub fn new(
+        ctx: &ConnectorContext,
+        name: &str,
+        schema: SchemaRef,
+        options: ParquetSinkOptions,
+    ) -> crate::Result<Self> {
         let config = options.validate(&schema)?;
         let location = storage::resolve(&config.options.path, &config.options.storage)?;
         let props = WriterProperties::builder()
@@ -97,9 +114,23 @@ impl ParquetSink {
             .set_max_row_group_bytes(Some(MAX_ROW_GROUP_BYTES))
             .set_statistics_enabled(EnabledStatistics::Page)
             .build();
-        let partitioner = Partitioner::new(&schema, &config.partition_indices, &config.file_indices, config.file_schema.clone());
+        let partitioner = Partitioner::new(
+            &schema,
+            &config.partition_indices,
+            &config.file_indices,
+            config.file_schema.clone(),
+        );
         let staging = ctx.staging_dir.join(staging_folder(name));
-        Ok(Self { shared: Arc::new(Shared { name: name.to_string(), config, location, staging, props, partitioner }) })
+        Ok(Self {
+            shared: Arc::new(Shared {
+                name: name.to_string(),
+                config,
+                location,
+                staging,
+                props,
+                partitioner,
+            }),
+        })
     }
 
     /// A sink for dead letters (rows of
@@ -113,7 +144,12 @@ impl ParquetSink {
     ) -> crate::Result<Arc<dyn Sink>> {
         let mut options = ParquetSinkOptions::new(location);
         options.storage = storage;
-        Ok(Arc::new(Self::new(ctx, name, strata_pipeline::bad_data::dead_letter_schema(), options)?))
+        Ok(Arc::new(Self::new(
+            ctx,
+            name,
+            strata_pipeline::bad_data::dead_letter_schema(),
+            options,
+        )?))
     }
 
     /// The options the sink runs with.
@@ -134,15 +170,26 @@ impl Shared {
 
     /// Reject names that could escape the table's location.
     fn check_object(&self, object: &str) -> Result<(), PipelineError> {
-        if object.is_empty() || object.starts_with('/') || object.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
-            return Err(self.err(format!("refusing object name '{object}': not a relative path inside the table")));
+        if object.is_empty()
+            || object.starts_with('/')
+            || object
+                .split('/')
+                .any(|p| p.is_empty() || p == "." || p == "..")
+        {
+            return Err(self.err(format!(
+                "refusing object name '{object}': not a relative path inside the table"
+            )));
         }
         Ok(())
     }
 
     fn object_path(&self, object: &str) -> Result<ObjPath, PipelineError> {
         let prefix = self.location.prefix.as_ref();
-        let full = if prefix.is_empty() { object.to_string() } else { format!("{prefix}/{object}") };
+        let full = if prefix.is_empty() {
+            object.to_string()
+        } else {
+            format!("{prefix}/{object}")
+        };
         ObjPath::parse(&full).map_err(|e| self.err(format!("invalid object name '{object}': {e}")))
     }
 
@@ -163,11 +210,24 @@ impl Shared {
     async fn publish_remote(&self, file: &StagedFile) -> Result<(), PipelineError> {
         let path = self.object_path(&file.object)?;
         let store = &self.location.store;
-        let os_err = |source| PipelineError::ObjectStore { location: format!("{}/{}", self.location.url.trim_end_matches('/'), file.object), source };
-        let io_err = |source| PipelineError::Io { path: file.staged.clone(), source };
+        let os_err = |source| PipelineError::ObjectStore {
+            location: format!(
+                "{}/{}",
+                self.location.url.trim_end_matches('/'),
+                file.object
+            ),
+            source,
+        };
+        let io_err = |source| PipelineError::Io {
+            path: file.staged.clone(),
+            source,
+        };
         if file.bytes <= UPLOAD_PART_BYTES as u64 {
             let data = tokio::fs::read(&file.staged).await.map_err(io_err)?;
-            store.put(&path, PutPayload::from(data)).await.map_err(os_err)?;
+            store
+                .put(&path, PutPayload::from(data))
+                .await
+                .map_err(os_err)?;
             return Ok(());
         }
         let mut reader = tokio::fs::File::open(&file.staged).await.map_err(io_err)?;
@@ -188,7 +248,10 @@ impl Shared {
                     return Ok(());
                 }
                 buf.truncate(filled);
-                multipart.wait_for_capacity(UPLOAD_CONCURRENCY).await.map_err(os_err)?;
+                multipart
+                    .wait_for_capacity(UPLOAD_CONCURRENCY)
+                    .await
+                    .map_err(os_err)?;
                 multipart.put(buf.freeze());
                 if filled < UPLOAD_PART_BYTES {
                     return Ok(());
@@ -211,15 +274,26 @@ impl Shared {
 
 /// Move a staged file to its local destination in one atomic step.
 pub(crate) fn publish_local(staged: &Path, dest: &Path) -> Result<(), PipelineError> {
-    let io = |path: &Path, source| PipelineError::Io { path: path.to_path_buf(), source };
-    let parent = dest.parent().ok_or_else(|| io(dest, std::io::Error::other("destination has no parent folder")))?;
+    let io = |path: &Path, source| PipelineError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let parent = dest.parent().ok_or_else(|| {
+        io(
+            dest,
+            std::io::Error::other("destination has no parent folder"),
+        )
+    })?;
     std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
     match std::fs::rename(staged, dest) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
             // Copy next to the destination under a hidden name (ignored by
             // Hive, Athena, DuckDB), make it durable, then rename into place.
-            let file_name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let file_name = dest
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let tmp = parent.join(format!(".{file_name}.tmp"));
             let copy = || -> std::io::Result<()> {
                 std::fs::copy(staged, &tmp)?;
@@ -252,20 +326,40 @@ impl Sink for ParquetSink {
             match std::fs::remove_dir_all(&staging) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(PipelineError::Io { path: staging, source: e }),
+                Err(e) => {
+                    return Err(PipelineError::Io {
+                        path: staging,
+                        source: e,
+                    })
+                }
             }
-            std::fs::create_dir_all(&staging).map_err(|e| PipelineError::Io { path: staging.clone(), source: e })
+            std::fs::create_dir_all(&staging).map_err(|e| PipelineError::Io {
+                path: staging.clone(),
+                source: e,
+            })
         })
         .await
         .map_err(|e| self.shared.err(format!("recover task failed: {e}")))?
     }
 
-    async fn begin_epoch(&self, epoch: &EpochInfo) -> strata_pipeline::Result<Box<dyn EpochWriter>> {
-        if epoch.file_stem.is_empty() || epoch.file_stem.contains(['/', '\\']) || epoch.file_stem.starts_with('.') {
-            return Err(self.shared.err(format!("invalid file stem '{}'", epoch.file_stem)));
+    async fn begin_epoch(
+        &self,
+        epoch: &EpochInfo,
+    ) -> strata_pipeline::Result<Box<dyn EpochWriter>> {
+        if epoch.file_stem.is_empty()
+            || epoch.file_stem.contains(['/', '\\'])
+            || epoch.file_stem.starts_with('.')
+        {
+            return Err(self
+                .shared
+                .err(format!("invalid file stem '{}'", epoch.file_stem)));
         }
         let attempt = ATTEMPTS.fetch_add(1, Ordering::Relaxed);
-        let dir = self.shared.staging.join(format!("{}.{}.{attempt}", epoch.file_stem, std::process::id()));
+        let dir = self.shared.staging.join(format!(
+            "{}.{}.{attempt}",
+            epoch.file_stem,
+            std::process::id()
+        ));
         let opts = &self.shared.config.options;
         let settings = Arc::new(FileSettings {
             sink: self.shared.name.clone(),
@@ -277,7 +371,8 @@ impl Sink for ParquetSink {
             stem: epoch.file_stem.clone(),
             staging_dir: dir.clone(),
         });
-        let span = tracing::info_span!("parquet_epoch", sink = %self.shared.name, epoch = epoch.epoch);
+        let span =
+            tracing::info_span!("parquet_epoch", sink = %self.shared.name, epoch = epoch.epoch);
         Ok(Box::new(ParquetEpochWriter {
             shared: self.shared.clone(),
             settings,
@@ -316,7 +411,13 @@ impl Sink for ParquetSink {
                         let path = shared.object_path(object)?;
                         match shared.location.store.delete(&path).await {
                             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                            Err(source) => Err(PipelineError::ObjectStore { location: format!("{}/{object}", shared.location.url.trim_end_matches('/')), source }),
+                            Err(source) => Err(PipelineError::ObjectStore {
+                                location: format!(
+                                    "{}/{object}",
+                                    shared.location.url.trim_end_matches('/')
+                                ),
+                                source,
+                            }),
                         }
                     })
                     .await
@@ -346,11 +447,11 @@ pub struct ParquetEpochWriter {
 
 /// Wait for a partition's encoder to finish its batch.
 async fn settle(shared: &Shared, slot: Slot) -> Result<Box<PartitionFiles>, PipelineError> {
-    slot.await.map_err(|e| shared.err(format!("encoder task failed: {e}")))?
+    slot.await
+        .map_err(|e| shared.err(format!("encoder task failed: {e}")))?
 }
 
 impl ParquetEpochWriter {
-
     async fn write_part(&mut self, folder: String, rows: RecordBatch) -> Result<(), PipelineError> {
         let mut files = match self.partitions.remove(&folder) {
             Some(slot) => settle(&self.shared, slot).await?,
@@ -420,7 +521,13 @@ impl EpochWriter for ParquetEpochWriter {
         let rows: u64 = files.iter().map(|f| f.rows).sum();
         tracing::debug!(parent: &span, files = files.len(), rows, "parquet epoch staged");
         let dir = std::mem::take(&mut self.dir);
-        Ok(Box::new(ParquetStagedEpoch { shared: self.shared.clone(), epoch: self.epoch, files, dir, span }))
+        Ok(Box::new(ParquetStagedEpoch {
+            shared: self.shared.clone(),
+            epoch: self.epoch,
+            files,
+            dir,
+            span,
+        }))
     }
 }
 
@@ -453,7 +560,9 @@ impl StagedEpoch for ParquetStagedEpoch {
         let files = std::mem::take(&mut self.files);
         let shared = &self.shared;
         futures::stream::iter(files.iter().map(Ok::<_, PipelineError>))
-            .try_for_each_concurrent(PUBLISH_CONCURRENCY, |file| async move { shared.publish_file(file).await })
+            .try_for_each_concurrent(PUBLISH_CONCURRENCY, |file| async move {
+                shared.publish_file(file).await
+            })
             .instrument(span.clone())
             .await?;
         let stats = SinkStats {
@@ -463,7 +572,8 @@ impl StagedEpoch for ParquetStagedEpoch {
         };
         let label = shared.name.clone();
         metrics::counter!("strata_sink_rows_total", "sink" => label.clone()).increment(stats.rows);
-        metrics::counter!("strata_sink_files_total", "sink" => label.clone()).increment(stats.files);
+        metrics::counter!("strata_sink_files_total", "sink" => label.clone())
+            .increment(stats.files);
         metrics::counter!("strata_sink_bytes_total", "sink" => label).increment(stats.bytes);
         tracing::info!(parent: &span, rows = stats.rows, files = stats.files, bytes = stats.bytes, location = %shared.location.url, "parquet epoch published");
         let dir = std::mem::take(&mut self.dir);

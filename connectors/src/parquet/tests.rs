@@ -15,7 +15,11 @@ fn memory_location(test: &str) -> String {
 async fn conformance_local_path() {
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("table");
-    let h = Harness::new(table.to_str().unwrap(), BTreeMap::new(), &dir.path().join("staging"));
+    let h = Harness::new(
+        table.to_str().unwrap(),
+        BTreeMap::new(),
+        &dir.path().join("staging"),
+    );
     conformance::run_all(&h).await;
 }
 
@@ -40,44 +44,98 @@ async fn multipart_publish_of_large_files() {
     // Bigger than one upload part: exercises put_multipart + complete.
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::new(&memory_location("multipart"), BTreeMap::new(), dir.path());
-    let sink = h.sink("big", conformance::test_schema(), &[("compression", "none")]).await;
-    let epoch = strata_pipeline::sink::EpochInfo { epoch: 1, file_stem: "big".into(), started_micros: 0 };
+    let sink = h
+        .sink(
+            "big",
+            conformance::test_schema(),
+            &[("compression", "none")],
+        )
+        .await;
+    let epoch = strata_pipeline::sink::EpochInfo {
+        epoch: 1,
+        file_stem: "big".into(),
+        started_micros: 0,
+    };
     let mut w = sink.begin_epoch(&epoch).await.unwrap();
     for start in (0..20_000).step_by(1000) {
-        w.write(conformance::test_rows(start, 1000, &[Some("a")], 1024)).await.unwrap();
+        w.write(conformance::test_rows(start, 1000, &[Some("a")], 1024))
+            .await
+            .unwrap();
     }
     let staged = w.finish().await.unwrap();
     let stats = staged.publish().await.unwrap();
-    assert!(stats.bytes > super::sink::UPLOAD_PART_BYTES as u64, "{stats:?}");
+    assert!(
+        stats.bytes > super::sink::UPLOAD_PART_BYTES as u64,
+        "{stats:?}"
+    );
     assert_eq!(h.ids().await, (0..20_000).collect::<Vec<_>>());
 }
 
 fn decl(pairs: &[(&str, &str)]) -> TableDecl {
-    let pairs = [("connector", "parquet")].into_iter().chain(pairs.iter().copied());
-    TableDecl { name: "out".into(), schema: None, options: TableOptions::from_pairs(pairs) }
+    let pairs = [("connector", "parquet")]
+        .into_iter()
+        .chain(pairs.iter().copied());
+    TableDecl {
+        name: "out".into(),
+        schema: None,
+        options: TableOptions::from_pairs(pairs),
+    }
 }
 
 async fn create(pairs: &[(&str, &str)]) -> Result<(), ConnectorError> {
     let dir = tempfile::tempdir().unwrap();
-    let ctx = ConnectorContext { job_name: "j".into(), staging_dir: dir.path().to_path_buf() };
+    let ctx = ConnectorContext {
+        job_name: "j".into(),
+        staging_dir: dir.path().to_path_buf(),
+    };
     let c = connector("parquet").unwrap();
-    c.create_sink(&decl(pairs), conformance::test_schema(), &ctx).await.map(|_| ())
+    c.create_sink(&decl(pairs), conformance::test_schema(), &ctx)
+        .await
+        .map(|_| ())
 }
 
 #[tokio::test]
 async fn option_errors() {
-    let e = create(&[("path", "/tmp/x"), ("bogus", "1")]).await.unwrap_err();
-    assert!(matches!(e, ConnectorError::UnknownOption { ref option, .. } if option == "bogus"), "{e}");
+    let e = create(&[("path", "/tmp/x"), ("bogus", "1")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ConnectorError::UnknownOption { ref option, .. } if option == "bogus"),
+        "{e}"
+    );
     let e = create(&[]).await.unwrap_err();
-    assert!(matches!(e, ConnectorError::MissingOption { ref option, .. } if option == "path"), "{e}");
-    let e = create(&[("path", "/tmp/x"), ("compression", "zstd(40)")]).await.unwrap_err();
-    assert!(matches!(e, ConnectorError::InvalidOption { ref option, .. } if option == "compression"), "{e}");
-    let e = create(&[("path", "/tmp/x"), ("partition_by", "tenant, nope")]).await.unwrap_err();
+    assert!(
+        matches!(e, ConnectorError::MissingOption { ref option, .. } if option == "path"),
+        "{e}"
+    );
+    let e = create(&[("path", "/tmp/x"), ("compression", "zstd(40)")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ConnectorError::InvalidOption { ref option, .. } if option == "compression"),
+        "{e}"
+    );
+    let e = create(&[("path", "/tmp/x"), ("partition_by", "tenant, nope")])
+        .await
+        .unwrap_err();
     let msg = e.to_string();
-    assert!(matches!(e, ConnectorError::Schema(_)) && msg.contains("'nope'") && msg.contains("tenant, dt, id, body"), "{msg}");
-    let e = create(&[("path", "memory://x/y"), ("storage.region", "us-east-1")]).await.unwrap_err();
+    assert!(
+        matches!(e, ConnectorError::Schema(_))
+            && msg.contains("'nope'")
+            && msg.contains("tenant, dt, id, body"),
+        "{msg}"
+    );
+    let e = create(&[("path", "memory://x/y"), ("storage.region", "us-east-1")])
+        .await
+        .unwrap_err();
     assert!(matches!(e, ConnectorError::Pipeline(_)), "{e}");
-    create(&[("path", "memory://x/y"), ("partition_by", "tenant"), ("rollover.interval", "1h")]).await.unwrap();
+    create(&[
+        ("path", "memory://x/y"),
+        ("partition_by", "tenant"),
+        ("rollover.interval", "1h"),
+    ])
+    .await
+    .unwrap();
     let c = connector("parquet").unwrap();
     assert!(c.is_sink() && !c.is_source());
 }
@@ -86,21 +144,45 @@ async fn option_errors() {
 async fn dead_letter_sink() {
     use strata_pipeline::bad_data::{dead_letter_batch, dead_letter_schema, BadRecord};
     let dir = tempfile::tempdir().unwrap();
-    let ctx = ConnectorContext { job_name: "j".into(), staging_dir: dir.path().join("staging") };
+    let ctx = ConnectorContext {
+        job_name: "j".into(),
+        staging_dir: dir.path().join("staging"),
+    };
     let table = dir.path().join("dlq");
-    let sink = super::ParquetSink::for_dead_letters(&ctx, "docs.dlq", table.to_str().unwrap(), BTreeMap::new()).unwrap();
+    let sink = super::ParquetSink::for_dead_letters(
+        &ctx,
+        "docs.dlq",
+        table.to_str().unwrap(),
+        BTreeMap::new(),
+    )
+    .unwrap();
     assert_eq!(sink.schema(), dead_letter_schema());
     sink.recover().await.unwrap();
-    let records = vec![BadRecord { split: "f.jsonl".into(), position: 3, location: "f.jsonl:4".into(), reason: "bad json".into(), raw: b"{x".to_vec() }];
-    let epoch = strata_pipeline::sink::EpochInfo { epoch: 1, file_stem: "dl".into(), started_micros: 0 };
+    let records = vec![BadRecord {
+        split: "f.jsonl".into(),
+        position: 3,
+        location: "f.jsonl:4".into(),
+        reason: "bad json".into(),
+        raw: b"{x".to_vec(),
+    }];
+    let epoch = strata_pipeline::sink::EpochInfo {
+        epoch: 1,
+        file_stem: "dl".into(),
+        started_micros: 0,
+    };
     let mut w = sink.begin_epoch(&epoch).await.unwrap();
-    w.write(dead_letter_batch("docs", &records, 1)).await.unwrap();
+    w.write(dead_letter_batch("docs", &records, 1))
+        .await
+        .unwrap();
     let stats = w.finish().await.unwrap().publish().await.unwrap();
     assert_eq!(stats.rows, 1);
     let h = Harness::new(table.to_str().unwrap(), BTreeMap::new(), dir.path());
     assert_eq!(h.list().await, vec!["dl-00000.parquet"]);
     let (meta, batches) = h.read("dl-00000.parquet").await;
-    assert!(matches!(meta.row_group(0).column(0).compression(), parquet::basic::Compression::ZSTD(_)));
+    assert!(matches!(
+        meta.row_group(0).column(0).compression(),
+        parquet::basic::Compression::ZSTD(_)
+    ));
     assert_eq!(batches[0].schema(), dead_letter_schema());
 }
 
@@ -110,17 +192,29 @@ fn cross_device_publish_copies_through_a_hidden_temp_file() {
     let table = tempfile::tempdir().unwrap();
     // tmpfs staging vs. a disk-backed table: rename(2) fails with EXDEV.
     let staging = tempfile::tempdir_in("/dev/shm").unwrap_or_else(|_| tempfile::tempdir().unwrap());
-    let cross = std::fs::metadata(staging.path()).unwrap().dev() != std::fs::metadata(table.path()).unwrap().dev();
+    let cross = std::fs::metadata(staging.path()).unwrap().dev()
+        != std::fs::metadata(table.path()).unwrap().dev();
     let staged = staging.path().join("s-00000.parquet");
     std::fs::write(&staged, b"PAR1 data").unwrap();
     let dest = table.path().join("k=v").join("s-00000.parquet");
     std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
     std::fs::write(&dest, b"old").unwrap();
     super::sink::publish_local(&staged, &dest).unwrap();
-    assert_eq!(std::fs::read(&dest).unwrap(), b"PAR1 data", "republish overwrites");
+    assert_eq!(
+        std::fs::read(&dest).unwrap(),
+        b"PAR1 data",
+        "republish overwrites"
+    );
     assert!(!staged.exists(), "staged file removed after publish");
-    let names: Vec<_> = std::fs::read_dir(dest.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(names, vec![std::ffi::OsString::from("s-00000.parquet")], "no temp file left (cross-device: {cross})");
+    let names: Vec<_> = std::fs::read_dir(dest.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names,
+        vec![std::ffi::OsString::from("s-00000.parquet")],
+        "no temp file left (cross-device: {cross})"
+    );
 }
 
 /// Encode throughput of the sink for 1 KB text rows (run in release:
@@ -133,7 +227,10 @@ async fn encode_throughput_1kb_rows() {
     use std::sync::Arc;
     use std::time::Instant;
 
-    let rows_total: usize = std::env::var("ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let rows_total: usize = std::env::var("ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let batch_rows = 8192;
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
@@ -141,7 +238,13 @@ async fn encode_throughput_1kb_rows() {
         Field::new("body", DataType::Utf8, true),
     ]));
     // Natural-ish text: words drawn from a vocabulary, ~1 KB per row.
-    let vocab: Vec<String> = (0..5000u64).map(|i| conformance::pseudo_text(i, 3 + (i % 9) as usize).to_lowercase().replace(' ', "x")).collect();
+    let vocab: Vec<String> = (0..5000u64)
+        .map(|i| {
+            conformance::pseudo_text(i, 3 + (i % 9) as usize)
+                .to_lowercase()
+                .replace(' ', "x")
+        })
+        .collect();
     let mut x = 0x2545_F491_4F6C_DD1Du64;
     let mut batches = Vec::new();
     let mut input_bytes_per_cycle = 0usize;
@@ -160,12 +263,20 @@ async fn encode_throughput_1kb_rows() {
             })
             .collect();
         input_bytes_per_cycle += bodies.iter().map(|s| s.len() + 8 + 6).sum::<usize>();
-        let ids: Vec<i64> = (0..batch_rows as i64).map(|i| i + (b * batch_rows) as i64).collect();
-        let tenants: StringArray = (0..batch_rows).map(|i| Some(if i % 2 == 0 { "tenant" } else { "other1" })).collect();
+        let ids: Vec<i64> = (0..batch_rows as i64)
+            .map(|i| i + (b * batch_rows) as i64)
+            .collect();
+        let tenants: StringArray = (0..batch_rows)
+            .map(|i| Some(if i % 2 == 0 { "tenant" } else { "other1" }))
+            .collect();
         batches.push(
             RecordBatch::try_new(
                 schema.clone(),
-                vec![Arc::new(Int64Array::from(ids)) as ArrayRef, Arc::new(tenants), Arc::new(StringArray::from(bodies))],
+                vec![
+                    Arc::new(Int64Array::from(ids)) as ArrayRef,
+                    Arc::new(tenants),
+                    Arc::new(StringArray::from(bodies)),
+                ],
             )
             .unwrap(),
         );
@@ -173,9 +284,17 @@ async fn encode_throughput_1kb_rows() {
     let per_row = input_bytes_per_cycle as f64 / (16 * batch_rows) as f64;
 
     let dir = tempfile::tempdir().unwrap();
-    let h = Harness::new(dir.path().join("table").to_str().unwrap(), BTreeMap::new(), &dir.path().join("staging"));
+    let h = Harness::new(
+        dir.path().join("table").to_str().unwrap(),
+        BTreeMap::new(),
+        &dir.path().join("staging"),
+    );
     let sink = h.sink("bench", schema.clone(), &[]).await;
-    let epoch = strata_pipeline::sink::EpochInfo { epoch: 1, file_stem: "bench".into(), started_micros: 0 };
+    let epoch = strata_pipeline::sink::EpochInfo {
+        epoch: 1,
+        file_stem: "bench".into(),
+        started_micros: 0,
+    };
     let start = Instant::now();
     let mut w = sink.begin_epoch(&epoch).await.unwrap();
     let mut written = 0;
@@ -203,7 +322,9 @@ async fn encode_throughput_1kb_rows() {
 
     // Baseline: parquet's ArrowWriter alone, same properties, one thread.
     let props = parquet::file::properties::WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::ZSTD(parquet::basic::ZstdLevel::try_new(3).unwrap()))
+        .set_compression(parquet::basic::Compression::ZSTD(
+            parquet::basic::ZstdLevel::try_new(3).unwrap(),
+        ))
         .set_max_row_group_row_count(Some(122_880))
         .build();
     let file = std::fs::File::create(dir.path().join("baseline.parquet")).unwrap();
@@ -220,5 +341,9 @@ async fn encode_throughput_1kb_rows() {
     }
     raw.close().unwrap();
     let secs = start.elapsed().as_secs_f64();
-    println!("baseline ArrowWriter: {:.2}s -> {:.0} MB/s", secs, mb / secs);
+    println!(
+        "baseline ArrowWriter: {:.2}s -> {:.0} MB/s",
+        secs,
+        mb / secs
+    );
 }

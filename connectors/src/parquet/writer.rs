@@ -78,39 +78,78 @@ pub struct PartitionFiles {
 impl PartitionFiles {
     /// No file is created until the first row arrives.
     pub fn new(settings: Arc<FileSettings>, folder: String) -> Self {
-        Self { settings, folder, current: None, next_seq: 0, done: Vec::new() }
+        Self {
+            settings,
+            folder,
+            current: None,
+            next_seq: 0,
+            done: Vec::new(),
+        }
     }
 
     fn io_err(path: &std::path::Path, source: std::io::Error) -> PipelineError {
-        PipelineError::Io { path: path.to_path_buf(), source }
+        PipelineError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 
     fn parquet_err(&self, object: &str, e: parquet::errors::ParquetError) -> PipelineError {
-        PipelineError::sink(&self.settings.sink, format!("encoding Parquet file '{object}': {e}"))
+        PipelineError::sink(
+            &self.settings.sink,
+            format!("encoding Parquet file '{object}': {e}"),
+        )
     }
 
     fn open(&mut self) -> Result<&mut OpenFile, PipelineError> {
         let name = format!("{}-{:05}.parquet", self.settings.stem, self.next_seq);
         self.next_seq += 1;
-        let object = if self.folder.is_empty() { name } else { format!("{}/{}", self.folder, name) };
+        let object = if self.folder.is_empty() {
+            name
+        } else {
+            format!("{}/{}", self.folder, name)
+        };
         let staged = self.settings.staging_dir.join(&object);
         if let Some(parent) = staged.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Self::io_err(parent, e))?;
         }
         let file = File::create(&staged).map_err(|e| Self::io_err(&staged, e))?;
-        let writer = ArrowWriter::try_new(file, self.settings.file_schema.clone(), Some(self.settings.props.clone()))
-            .map_err(|e| self.parquet_err(&object, e))?;
-        Ok(self.current.insert(OpenFile { writer, object, staged, rows: 0, opened: Instant::now() }))
+        let writer = ArrowWriter::try_new(
+            file,
+            self.settings.file_schema.clone(),
+            Some(self.settings.props.clone()),
+        )
+        .map_err(|e| self.parquet_err(&object, e))?;
+        Ok(self.current.insert(OpenFile {
+            writer,
+            object,
+            staged,
+            rows: 0,
+            opened: Instant::now(),
+        }))
     }
 
     fn close_current(&mut self) -> Result<(), PipelineError> {
-        let Some(f) = self.current.take() else { return Ok(()) };
-        let file = f.writer.into_inner().map_err(|e| self.parquet_err(&f.object, e))?;
+        let Some(f) = self.current.take() else {
+            return Ok(());
+        };
+        let file = f
+            .writer
+            .into_inner()
+            .map_err(|e| self.parquet_err(&f.object, e))?;
         // Durable before it can be published: a crash after publish must
         // never leave a visible, truncated file.
         file.sync_all().map_err(|e| Self::io_err(&f.staged, e))?;
-        let bytes = file.metadata().map_err(|e| Self::io_err(&f.staged, e))?.len();
-        self.done.push(StagedFile { object: f.object, staged: f.staged, rows: f.rows, bytes });
+        let bytes = file
+            .metadata()
+            .map_err(|e| Self::io_err(&f.staged, e))?
+            .len();
+        self.done.push(StagedFile {
+            object: f.object,
+            staged: f.staged,
+            rows: f.rows,
+            bytes,
+        });
         Ok(())
     }
 
@@ -124,14 +163,21 @@ impl PartitionFiles {
                     self.close_current()?;
                 }
             }
-            let (rollover_rows, rollover_bytes) = (self.settings.rollover_rows, self.settings.rollover_bytes);
+            let (rollover_rows, rollover_bytes) =
+                (self.settings.rollover_rows, self.settings.rollover_bytes);
             let f = match self.current {
                 Some(ref mut f) => f,
                 None => self.open()?,
             };
-            let room = usize::try_from(rollover_rows.saturating_sub(f.rows)).unwrap_or(usize::MAX).max(1);
+            let room = usize::try_from(rollover_rows.saturating_sub(f.rows))
+                .unwrap_or(usize::MAX)
+                .max(1);
             let n = room.min(total - offset).min(WRITE_CHUNK_ROWS);
-            let chunk = if offset == 0 && n == total { batch.clone() } else { batch.slice(offset, n) };
+            let chunk = if offset == 0 && n == total {
+                batch.clone()
+            } else {
+                batch.slice(offset, n)
+            };
             if let Err(e) = f.writer.write(&chunk) {
                 let object = f.object.clone();
                 return Err(self.parquet_err(&object, e));

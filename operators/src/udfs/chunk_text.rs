@@ -13,7 +13,8 @@ use arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::scalar_doc_sections::DOC_SECTION_STRING;
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature,
+    Volatility,
 };
 
 use super::{coerce_int, coerce_text, scalar_i64, scalar_str, string_values};
@@ -40,7 +41,10 @@ pub fn chunk_list_type() -> DataType {
 }
 
 fn chunk_item_field() -> FieldRef {
-    Arc::new(Field::new_list_field(DataType::Struct(chunk_fields()), true))
+    Arc::new(Field::new_list_field(
+        DataType::Struct(chunk_fields()),
+        true,
+    ))
 }
 
 /// `chunk_text(text, max_tokens [, overlap_tokens [, mode]])`.
@@ -58,7 +62,10 @@ pub struct ChunkTextFunc {
 impl ChunkTextFunc {
     /// A `chunk_text` whose default tokenizer resolves under `models_dir`.
     pub fn new(models_dir: impl Into<PathBuf>) -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable), models_dir: models_dir.into() }
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+            models_dir: models_dir.into(),
+        }
     }
 }
 
@@ -90,7 +97,9 @@ fn options_from_literals(literals: &[Option<&ScalarValue>]) -> Result<ChunkOptio
         None => ChunkMode::default(),
         Some(v) => match scalar_str(NAME, ARG_NAMES[3], v)? {
             Some(s) => s.parse()?,
-            None => return plan_err!("{NAME}: mode must not be NULL; use 'recursive' or 'markdown'"),
+            None => {
+                return plan_err!("{NAME}: mode must not be NULL; use 'recursive' or 'markdown'")
+            }
         },
     };
     Ok(ChunkOptions::new(max_tokens, overlap, mode)?)
@@ -144,7 +153,10 @@ impl ScalarUDFImpl for ChunkTextFunc {
             match a {
                 ColumnarValue::Scalar(v) => literals.push(Some(v)),
                 ColumnarValue::Array(_) => {
-                    return exec_err!("{NAME}: {} must be a literal, not a column", ARG_NAMES[i + 1])
+                    return exec_err!(
+                        "{NAME}: {} must be a literal, not a column",
+                        ARG_NAMES[i + 1]
+                    )
                 }
             }
         }
@@ -162,7 +174,9 @@ impl ScalarUDFImpl for ChunkTextFunc {
 
         let list = build_list(&texts, &chunks)?;
         if scalar_input {
-            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&list, 0)?))
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &list, 0,
+            )?))
         } else {
             Ok(ColumnarValue::Array(list))
         }
@@ -206,7 +220,12 @@ fn to_i64(what: &str, v: usize) -> Result<i64> {
 /// Assemble the `List<Struct<...>>` column of a batch.
 fn build_list(texts: &[Option<&str>], chunks: &[Option<Vec<Chunk>>]) -> Result<ArrayRef> {
     let n_chunks: usize = chunks.iter().flatten().map(Vec::len).sum();
-    let n_bytes: usize = chunks.iter().flatten().flatten().map(|c| c.byte_end - c.byte_start).sum();
+    let n_bytes: usize = chunks
+        .iter()
+        .flatten()
+        .flatten()
+        .map(|c| c.byte_end - c.byte_start)
+        .sum();
     let mut index = Vec::with_capacity(n_chunks);
     let mut text = StringBuilder::with_capacity(n_chunks, n_bytes);
     let mut start = Vec::with_capacity(n_chunks);
@@ -237,6 +256,11 @@ fn build_list(texts: &[Option<&str>], chunks: &[Option<Vec<Chunk>>]) -> Result<A
     ];
     let structs = StructArray::try_new(chunk_fields(), columns, None)?;
     let nulls = valid.iter().any(|v| !v).then(|| NullBuffer::from(valid));
-    let list = ListArray::try_new(chunk_item_field(), OffsetBuffer::new(ScalarBuffer::from(offsets)), Arc::new(structs), nulls)?;
+    let list = ListArray::try_new(
+        chunk_item_field(),
+        OffsetBuffer::new(ScalarBuffer::from(offsets)),
+        Arc::new(structs),
+        nulls,
+    )?;
     Ok(Arc::new(list))
 }

@@ -24,7 +24,9 @@ fn coerce_text(function: &str, arg: &str, t: &DataType) -> Result<DataType> {
     match t {
         t if is_text_type(t) => Ok(t.clone()),
         DataType::Null => Ok(DataType::Utf8),
-        other => plan_err!("{function}: {arg} must be a string, got {other}; cast it with CAST({arg} AS VARCHAR)"),
+        other => plan_err!(
+            "{function}: {arg} must be a string, got {other}; cast it with CAST({arg} AS VARCHAR)"
+        ),
     }
 }
 
@@ -59,7 +61,9 @@ fn scalar_i64(function: &str, arg: &str, v: &ScalarValue) -> Result<Option<i64>>
         ScalarValue::UInt16(x) => x.map(i64::from),
         ScalarValue::UInt32(x) => x.map(i64::from),
         ScalarValue::UInt64(x) => match x {
-            Some(x) => Some(i64::try_from(*x).or_else(|_| plan_err!("{function}: {arg} {x} is too large"))?),
+            Some(x) => Some(
+                i64::try_from(*x).or_else(|_| plan_err!("{function}: {arg} {x} is too large"))?,
+            ),
             None => None,
         },
         other => return plan_err!("{function}: {arg} must be an integer literal, got {other:?}"),
@@ -70,7 +74,9 @@ fn scalar_i64(function: &str, arg: &str, v: &ScalarValue) -> Result<Option<i64>>
 /// A string literal's value; `Ok(None)` for a NULL literal.
 fn scalar_str<'a>(function: &str, arg: &str, v: &'a ScalarValue) -> Result<Option<&'a str>> {
     match v {
-        ScalarValue::Utf8(s) | ScalarValue::LargeUtf8(s) | ScalarValue::Utf8View(s) => Ok(s.as_deref()),
+        ScalarValue::Utf8(s) | ScalarValue::LargeUtf8(s) | ScalarValue::Utf8View(s) => {
+            Ok(s.as_deref())
+        }
         ScalarValue::Null => Ok(None),
         other => plan_err!("{function}: {arg} must be a string literal, got {other:?}"),
     }

@@ -10,7 +10,8 @@ use arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::scalar_doc_sections::DOC_SECTION_STRING;
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature,
+    Volatility,
 };
 use rayon::prelude::*;
 
@@ -33,17 +34,24 @@ pub struct TokenCountFunc {
 impl TokenCountFunc {
     /// A `token_count` whose model names resolve under `models_dir`.
     pub fn new(models_dir: impl Into<PathBuf>) -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable), models_dir: models_dir.into() }
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+            models_dir: models_dir.into(),
+        }
     }
 }
 
 fn model_from_literal(v: Option<Option<&ScalarValue>>) -> Result<Option<&str>> {
     match v {
         None => Ok(None),
-        Some(None) => plan_err!("{NAME}: model must be a literal, e.g. token_count(body, 'all-MiniLM-L6-v2')"),
+        Some(None) => {
+            plan_err!("{NAME}: model must be a literal, e.g. token_count(body, 'all-MiniLM-L6-v2')")
+        }
         Some(Some(v)) => match scalar_str(NAME, "model", v)? {
             Some(m) => Ok(Some(m)),
-            None => plan_err!("{NAME}: model must not be NULL; leave it out for the default tokenizer"),
+            None => {
+                plan_err!("{NAME}: model must not be NULL; leave it out for the default tokenizer")
+            }
         },
     }
 }
@@ -59,7 +67,10 @@ impl ScalarUDFImpl for TokenCountFunc {
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         if !(1..=2).contains(&arg_types.len()) {
-            return plan_err!("{NAME} takes 1 or 2 arguments: {NAME}(text [, model]), got {}", arg_types.len());
+            return plan_err!(
+                "{NAME} takes 1 or 2 arguments: {NAME}(text [, model]), got {}",
+                arg_types.len()
+            );
         }
         arg_types
             .iter()
@@ -84,7 +95,9 @@ impl ScalarUDFImpl for TokenCountFunc {
         let model = match args.args.get(1) {
             None => None,
             Some(ColumnarValue::Scalar(v)) => model_from_literal(Some(Some(v)))?,
-            Some(ColumnarValue::Array(_)) => return exec_err!("{NAME}: model must be a literal, not a column"),
+            Some(ColumnarValue::Array(_)) => {
+                return exec_err!("{NAME}: model must be a literal, not a column")
+            }
         };
         let tokenizer = tokenizer_for(&self.models_dir, model)?;
         let (array, scalar_input) = match args.args.first() {
