@@ -16,5 +16,9 @@ eval "$(scripts/s3_server.sh start)"
 trap 'scripts/s3_server.sh stop "$STRATA_TEST_S3_PID"' EXIT
 log "S3 test server at $STRATA_TEST_S3_ENDPOINT (bucket $STRATA_TEST_S3_BUCKET)"
 
+eval "$(scripts/kafka_server.sh start)"
+trap 'scripts/s3_server.sh stop "$STRATA_TEST_S3_PID"; scripts/kafka_server.sh stop "$STRATA_TEST_KAFKA_PID"' EXIT
+log "Kafka test broker (tansu) at $STRATA_TEST_KAFKA_BOOTSTRAP"
+
 log "building and running the test suite (target dir: $CARGO_TARGET_DIR)"
 cargo test --workspace --no-fail-fast "$@"

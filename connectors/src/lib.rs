@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod file;
+pub mod kafka;
 pub mod options;
 pub mod parquet;
 
@@ -88,6 +89,7 @@ pub fn connectors() -> Vec<Arc<dyn Connector>> {
     vec![
         Arc::new(file::FileConnector),
         Arc::new(parquet::ParquetConnector),
+        Arc::new(kafka::KafkaConnector),
     ]
 }
 

@@ -10,6 +10,7 @@
 //!  memory, and decoding overlaps     5. publish (each object atomically visible)
 //!  execution on another core)        6. remove objects a replay no longer produces
 //!                                    7. write the commit marker
+//!                                    8. source commit hooks (Kafka group offsets)
 //! ```
 //! A crash anywhere after step 2 makes the next start re-run that epoch over
 //! exactly its logged ranges; deterministic object names make the re-run
@@ -196,6 +197,10 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
 
     let mut bindings = Vec::with_capacity(sources.len());
     let mut readers = Vec::with_capacity(sources.len());
+    let hooks: Vec<(String, Arc<dyn crate::CommitHook>)> = sources
+        .iter()
+        .filter_map(|s| s.source.commit_hook().map(|h| (s.name.clone(), h)))
+        .collect();
     for s in sources {
         readers.push((s.name.clone(), s.source));
         bindings.push((s.name, s.table, s.bad_data, s.dead_letter));
@@ -360,6 +365,12 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
                 }
             }
             checkpoint.commit(&commit).await?;
+            // 8. Acknowledge upstream (Kafka group offsets), only now that every
+            // file of the epoch is visible.
+            for (name, hook) in &hooks {
+                let ranges = offsets.sources.get(name).map(|o| o.ranges.as_slice()).unwrap_or(&[]);
+                hook.committed(epoch, ranges).await?;
+            }
             epochs += 1;
             if input.replay {
                 replayed += 1;

@@ -93,4 +93,20 @@ pub trait Source: Send + 'static {
     /// Re-read exactly `ranges` (an epoch that was logged but not committed).
     /// Must return the same records in the same order as the first read.
     async fn replay(&mut self, ranges: &[SplitRange]) -> Result<SourceEpoch>;
+    /// A handle the runtime calls after each epoch is committed (its files
+    /// visible and its commit marker written), for sources that acknowledge
+    /// consumed positions upstream (Kafka group offsets). The source itself
+    /// lives on the reader task, hence a separate shared handle.
+    fn commit_hook(&self) -> Option<std::sync::Arc<dyn CommitHook>> {
+        None
+    }
+}
+
+/// Told about every committed epoch of one source (see [`Source::commit_hook`]).
+#[async_trait]
+pub trait CommitHook: Send + Sync + 'static {
+    /// `ranges` (this source's part of the epoch, possibly empty) are committed:
+    /// every output of the epoch is visible. An error fails the run; the epoch
+    /// stays committed, so a restart does not re-run it.
+    async fn committed(&self, epoch: u64, ranges: &[SplitRange]) -> Result<()>;
 }
