@@ -34,18 +34,51 @@ pub enum OperatorError {
     #[error("tokenizer '{}' failed: {message}", path.display())]
     Tokenize { path: PathBuf, message: String },
 
+    /// A `CREATE MODEL` is wrong: a bad or unknown option, an asset that cannot load.
+    /// `key` names the option when there is one, so the planner can point at it.
+    #[error("model '{model}': {}{message}", key.as_ref().map(|k| format!("option '{k}' ")).unwrap_or_default())]
+    Model {
+        model: String,
+        key: Option<String>,
+        message: String,
+    },
+
+    /// A model call failed (after the retries the client stack allows).
+    #[error("model '{model}': {message}")]
+    Call { model: String, message: String },
+
     /// A function argument has an invalid value.
     #[error("{function}: {message}")]
     InvalidArgument {
         function: &'static str,
         message: String,
     },
+
+    /// A PII entity name that Bedrock Guardrails (and strata) do not know.
+    #[error("unknown PII entity type '{name}'; known types: {known}")]
+    UnknownPiiEntity { name: String, known: String },
+
+    /// A `redact_pii` operator other than mask, hash and remove.
+    #[error("unknown redaction operator '{name}'; use 'mask' (default), 'hash' or 'remove'")]
+    UnknownRedactOperator { name: String },
+
+    /// A `SET pii.*` setting has a bad value; `key` names it.
+    #[error("{key} {message}")]
+    PiiSetting { key: &'static str, message: String },
+
+    /// The key of `redact_pii(..., 'hash')` is missing or unusable.
+    #[error("redact_pii: {message}")]
+    PiiHashKey { message: String },
 }
 
 impl From<OperatorError> for DataFusionError {
     fn from(e: OperatorError) -> Self {
         match e {
-            OperatorError::InvalidArgument { .. } => DataFusionError::Plan(e.to_string()),
+            OperatorError::InvalidArgument { .. }
+            | OperatorError::UnknownPiiEntity { .. }
+            | OperatorError::UnknownRedactOperator { .. }
+            | OperatorError::PiiSetting { .. }
+            | OperatorError::PiiHashKey { .. } => DataFusionError::Plan(e.to_string()),
             other => DataFusionError::External(Box::new(other)),
         }
     }

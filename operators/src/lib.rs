@@ -5,6 +5,8 @@
 
 pub mod chunk;
 pub mod error;
+pub mod models;
+pub mod pii;
 pub mod registry;
 pub mod tokenizer;
 pub mod udfs;

@@ -1,11 +1,16 @@
 //! The one list of SQL functions strata adds to DataFusion.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
 
-use crate::udfs::{ChunkTextFunc, TokenCountFunc};
+use crate::models::ModelRegistry;
+use crate::pii::PiiConfig;
+use crate::udfs::{
+    ChunkTextFunc, CosineSimilarityFunc, DetectPiiFunc, EmbedFunc, RedactPiiFunc, TokenCountFunc,
+};
 
 /// Settings operators need from the job.
 #[derive(Clone, Debug)]
@@ -13,6 +18,10 @@ pub struct OperatorConfig {
     /// Directory that relative model paths resolve against
     /// (`$STRATA_MODELS`, else `./models`).
     pub models_dir: PathBuf,
+    /// The job's models (`CREATE MODEL`), which `embed` and the `ai_*` functions name.
+    pub models: Arc<ModelRegistry>,
+    /// PII settings of `detect_pii` / `redact_pii` (`SET pii.*`).
+    pub pii: PiiConfig,
 }
 
 impl OperatorConfig {
@@ -21,7 +30,11 @@ impl OperatorConfig {
         let models_dir = std::env::var_os("STRATA_MODELS")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("models"));
-        Self { models_dir }
+        Self {
+            models_dir,
+            models: Arc::default(),
+            pii: PiiConfig::default(),
+        }
     }
 }
 
@@ -30,6 +43,10 @@ pub fn functions(cfg: &OperatorConfig) -> Vec<ScalarUDF> {
     vec![
         ScalarUDF::from(ChunkTextFunc::new(&cfg.models_dir)),
         ScalarUDF::from(TokenCountFunc::new(&cfg.models_dir)),
+        EmbedFunc::udf(Arc::clone(&cfg.models)),
+        ScalarUDF::from(CosineSimilarityFunc::default()),
+        ScalarUDF::from(DetectPiiFunc::new(&cfg.pii)),
+        ScalarUDF::from(RedactPiiFunc::new(&cfg.pii)),
     ]
 }
 

@@ -27,6 +27,7 @@ fn ctx() -> SessionContext {
         &ctx,
         &OperatorConfig {
             models_dir: models_dir(),
+            ..OperatorConfig::from_env()
         },
     );
     let schema = Arc::new(Schema::new(vec![

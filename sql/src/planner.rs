@@ -16,12 +16,13 @@ use datafusion::logical_expr::{cast, col, Expr, LogicalPlan, LogicalPlanBuilder}
 use datafusion::prelude::{SessionConfig, SessionContext};
 use sqlparser::ast::ColumnOption;
 use strata_connectors::{connector, ConnectorContext, ConnectorError, TableDecl};
-use strata_operators::OperatorConfig;
+use strata_operators::models::{build_model, ModelContext, ModelOptions, ModelRegistry};
+use strata_operators::{OperatorConfig, OperatorError};
 use strata_pipeline::checkpoint::Checkpoint;
 use strata_pipeline::{EpochLimits, EpochTable, InsertBinding, Job, SourceBinding};
 
 use crate::error::{Pos, Result, SqlError};
-use crate::parser::{parse_job, InsertDef, Statement, TableDef};
+use crate::parser::{parse_job, InsertDef, ModelDef, Statement, TableDef};
 use crate::types::{arrow_type, fits};
 
 /// How to plan a job.
@@ -60,7 +61,48 @@ const SETTINGS: &[(&str, &str)] = &[
         "epoch.max_ms",
         "longest epoch of a streaming source in milliseconds (default 5000)",
     ),
+    (
+        "pii.hash_key_env",
+        "environment variable holding the key of redact_pii(..., 'hash')",
+    ),
+    ("pii.min_score", "drop PII detections scoring below this, 0 to 1 (default 0.5)"),
+    (
+        "pii.ner",
+        "NAME/ADDRESS model for the PII functions (default false; true is not available yet)",
+    ),
 ];
+
+/// The PII settings (`SET pii.*`) over `base`; a bad value is a plan error at its `SET`.
+fn pii_config(
+    file: &str,
+    settings: &BTreeMap<String, (String, Pos)>,
+    base: &strata_operators::pii::PiiConfig,
+) -> Result<strata_operators::pii::PiiConfig> {
+    let mut cfg = base.clone();
+    if let Some((v, pos)) = settings.get("pii.hash_key_env") {
+        cfg.hash_key_env = Some(v.trim().to_string());
+        check_pii(file, *pos, &cfg)?;
+    }
+    if let Some((v, pos)) = settings.get("pii.min_score") {
+        cfg.min_score = v.trim().parse::<f64>().map_err(|_| {
+            pos.error(file, format!("pii.min_score must be a number between 0 and 1, got '{v}'"))
+        })?;
+        check_pii(file, *pos, &cfg)?;
+    }
+    if let Some((v, pos)) = settings.get("pii.ner") {
+        cfg.ner = match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "on" | "1" => true,
+            "false" | "off" | "0" => false,
+            _ => return Err(pos.error(file, format!("pii.ner must be true or false, got '{v}'"))),
+        };
+        check_pii(file, *pos, &cfg)?;
+    }
+    Ok(cfg)
+}
+
+fn check_pii(file: &str, pos: Pos, cfg: &strata_operators::pii::PiiConfig) -> Result<()> {
+    cfg.validate().map_err(|e| pos.error(file, e.to_string()))
+}
 
 /// A source or sink as shown by `explain`.
 #[derive(Clone, Debug)]
@@ -153,6 +195,42 @@ pub async fn plan_file(path: &Path, opts: &PlanOptions) -> Result<PlannedJob> {
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_else(|| "job".into());
     plan_text(&file, &text, &default_name, opts).await
+}
+
+/// Build every `CREATE MODEL` of the job (loading local weights, resolving remote clients).
+/// A bad option, an unknown provider or a model directory that cannot load is a plan error
+/// at the option (or the statement) that caused it.
+async fn build_models(
+    file: &str,
+    defs: &[ModelDef],
+    operators: &OperatorConfig,
+) -> Result<ModelRegistry> {
+    let mctx = ModelContext {
+        models_dir: operators.models_dir.clone(),
+    };
+    let mut registry = ModelRegistry::default();
+    for m in defs {
+        let options = ModelOptions::new(
+            &m.name,
+            m.options.iter().map(|(k, v)| (k.clone(), v.value.clone())),
+        );
+        let model = build_model(&m.name, options, &mctx).await.map_err(|e| {
+            let at = match &e {
+                OperatorError::Model { key: Some(k), .. } => m
+                    .options
+                    .position(k)
+                    .map(|(line, column)| Pos { line, column })
+                    .unwrap_or(m.pos),
+                _ => m.pos,
+            };
+            at.error(file, e.to_string())
+        })?;
+        tracing::info!(model = %m.name, provider = %model.provider, task = %model.task, "model ready");
+        registry
+            .insert(model)
+            .map_err(|e| m.pos.error(file, e.to_string()))?;
+    }
+    Ok(registry)
 }
 
 fn connector_err(file: &str, decl: &TableDef, e: ConnectorError) -> SqlError {
@@ -273,6 +351,7 @@ pub async fn plan_text(
     let mut settings: BTreeMap<String, (String, Pos)> = BTreeMap::new();
     let mut tables: Vec<TableDef> = Vec::new();
     let mut inserts: Vec<InsertDef> = Vec::new();
+    let mut model_defs: Vec<ModelDef> = Vec::new();
     for st in statements {
         match st {
             Statement::Set(s) => {
@@ -289,7 +368,10 @@ pub async fn plan_text(
                 tables.push(t)
             }
             Statement::CreateModel(m) => {
-                return Err(m.pos.error(file, format!("CREATE MODEL {}: models are not available in this build yet (embed and ai_* functions arrive with the model issues)", m.name)))
+                if model_defs.iter().any(|x| x.name.eq_ignore_ascii_case(&m.name)) {
+                    return Err(m.pos.error(file, format!("model '{}' is declared twice", m.name)));
+                }
+                model_defs.push(m)
             }
             Statement::Insert(i) => inserts.push(i),
         }
@@ -388,7 +470,10 @@ pub async fn plan_text(
         .with_information_schema(false)
         .set_bool("datafusion.sql_parser.collect_spans", true);
     let ctx = SessionContext::new_with_config(config);
-    strata_operators::register_all(&ctx, &opts.operators);
+    let mut operators = opts.operators.clone();
+    operators.pii = pii_config(file, &settings, &operators.pii)?;
+    operators.models = Arc::new(build_models(file, &model_defs, &operators).await?);
+    strata_operators::register_all(&ctx, &operators);
 
     let mask = |c: &dyn strata_connectors::Connector, t: &TableDef| -> Vec<(String, String)> {
         t.options

@@ -5,6 +5,9 @@
 //! (`par_iter` over the rows of a batch), not on tokio's workers, which only wait for it.
 
 pub mod chunk_text;
+pub mod cosine;
+pub mod embed;
+pub mod pii;
 pub mod token_count;
 
 use arrow::array::{Array, ArrayRef, AsArray};
@@ -12,6 +15,9 @@ use arrow::datatypes::DataType;
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 
 pub use chunk_text::ChunkTextFunc;
+pub use cosine::CosineSimilarityFunc;
+pub use embed::EmbedFunc;
+pub use pii::{DetectPiiFunc, RedactPiiFunc};
 pub use token_count::TokenCountFunc;
 
 /// Is `t` a type the text argument accepts as it is (no cast needed)?
