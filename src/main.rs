@@ -56,7 +56,7 @@ enum Command {
     },
     /// Run ad hoc SQL over Parquet / JSONL / CSV outputs and print a table.
     Query {
-        /// The SQL.
+        /// The SQL: one query, optionally after `CREATE MODEL ...;` statements for embed().
         sql: String,
         /// Tables: --table NAME=PATH_OR_URL (a file, folder, glob or s3:// prefix).
         #[arg(long = "table", value_parser = parse_var)]

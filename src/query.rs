@@ -16,9 +16,17 @@ use datafusion::datasource::listing::{
 use datafusion::prelude::SessionContext;
 
 /// Register `tables` and run `sql`, printing the result as a table.
+/// `sql` may start with `CREATE MODEL` statements for `embed(...)` in the query.
 pub async fn run(sql: &str, tables: &[(String, String)]) -> Result<()> {
+    let (operators, sql) = strata_sql::plan_query_script(
+        "<query>",
+        sql,
+        &strata_operators::OperatorConfig::from_env(),
+    )
+    .await?;
+    let sql = sql.as_str();
     let ctx = SessionContext::new();
-    strata_operators::register_all(&ctx, &strata_operators::OperatorConfig::from_env());
+    strata_operators::register_all(&ctx, &operators);
     for (name, location) in tables {
         register(&ctx, name, location)
             .await

@@ -11,4 +11,4 @@ pub mod types;
 pub mod vars;
 
 pub use error::{Pos, Result, SqlError};
-pub use planner::{plan_file, plan_text, Explain, PlanOptions, PlannedJob};
+pub use planner::{plan_file, plan_query_script, plan_text, Explain, PlanOptions, PlannedJob};

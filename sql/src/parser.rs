@@ -93,6 +93,51 @@ pub enum Statement {
 
 /// Parse a (substituted) job text into statements.
 pub fn parse_job(file: &str, text: &str) -> Result<Vec<Statement>> {
+    let mut statements = Vec::new();
+    for tokens in split_statements(file, text)? {
+        statements.push(parse_statement(file, text, &line_starts(text), tokens)?);
+    }
+    Ok(statements)
+}
+
+/// Parse a `strata query` script: any number of `CREATE MODEL` statements, then one query,
+/// returned as text for DataFusion.
+pub fn parse_query_script(file: &str, text: &str) -> Result<(Vec<ModelDef>, String)> {
+    let starts = line_starts(text);
+    let mut parts = split_statements(file, text)?;
+    let Some(last) = parts.pop() else {
+        return Err(Pos { line: 1, column: 1 }.error(file, "no query: write a SELECT statement"));
+    };
+    let mut models = Vec::new();
+    for tokens in parts {
+        let at = pos_of(&tokens[0]);
+        match parse_statement(file, text, &starts, tokens)? {
+            Statement::CreateModel(m) => models.push(m),
+            _ => {
+                return Err(at.error(
+                    file,
+                    "only CREATE MODEL statements may come before the query in `strata query`; \
+                     declare tables with --table NAME=PATH",
+                ))
+            }
+        }
+    }
+    let begin = byte_offset(text, &starts, pos_of(&last[0]));
+    let end = last
+        .last()
+        .map(|t| byte_offset(text, &starts, t.span.end.into()))
+        .unwrap_or(text.len());
+    Ok((models, text[begin..end].to_string()))
+}
+
+fn line_starts(text: &str) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect()
+}
+
+/// Tokenize and cut at top-level semicolons, dropping whitespace and empty statements.
+fn split_statements(file: &str, text: &str) -> Result<Vec<Vec<TokenWithSpan>>> {
     let dialect = GenericDialect {};
     let tokens = Tokenizer::new(&dialect, text)
         .tokenize_with_location()
@@ -103,9 +148,6 @@ pub fn parse_job(file: &str, text: &str) -> Result<Vec<Statement>> {
             }
             .error(file, format!("syntax error: {}", e.message))
         })?;
-    let line_starts: Vec<usize> = std::iter::once(0)
-        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-        .collect();
     let mut statements = Vec::new();
     let mut current: Vec<TokenWithSpan> = Vec::new();
     for t in tokens
@@ -118,7 +160,7 @@ pub fn parse_job(file: &str, text: &str) -> Result<Vec<Statement>> {
                 .filter(|t| !matches!(t.token, Token::Whitespace(_)))
                 .collect();
             if !meaningful.is_empty() {
-                statements.push(parse_statement(file, text, &line_starts, meaningful)?);
+                statements.push(meaningful);
             }
         } else {
             current.push(t);

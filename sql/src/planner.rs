@@ -128,6 +128,8 @@ pub struct Explain {
     pub sources: Vec<TableInfo>,
     /// Sinks.
     pub sinks: Vec<TableInfo>,
+    /// Declared models: `name: provider, task, model id, dimensions`.
+    pub models: Vec<String>,
     /// strata functions the queries call.
     pub functions: Vec<String>,
     /// Per insert: target and optimized logical plan.
@@ -154,6 +156,12 @@ impl std::fmt::Display for Explain {
                     .map(|c| format!("{} {}", c.name(), c.data_type()))
                     .collect();
                 writeln!(f, "    columns: {}", cols.join(", "))?;
+            }
+        }
+        if !self.models.is_empty() {
+            writeln!(f, "models:")?;
+            for m in &self.models {
+                writeln!(f, "  {m}")?;
             }
         }
         writeln!(
@@ -195,6 +203,19 @@ pub async fn plan_file(path: &Path, opts: &PlanOptions) -> Result<PlannedJob> {
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_else(|| "job".into());
     plan_text(&file, &text, &default_name, opts).await
+}
+
+/// Operator settings for a `strata query` script: its `CREATE MODEL` statements built into
+/// `operators.models`, and the query text that follows them.
+pub async fn plan_query_script(
+    file: &str,
+    text: &str,
+    operators: &OperatorConfig,
+) -> Result<(OperatorConfig, String)> {
+    let (defs, query) = crate::parser::parse_query_script(file, text)?;
+    let mut operators = operators.clone();
+    operators.models = Arc::new(build_models(file, &defs, &operators).await?);
+    Ok((operators, query))
 }
 
 /// Build every `CREATE MODEL` of the job (loading local weights, resolving remote clients).
@@ -608,6 +629,7 @@ pub async fn plan_text(
                 .error(file, "INSERT INTO needs a query (SELECT ...)"));
         }
         check_row_at_a_time(file, ins, &plan)?;
+        let plan = with_embedding_model(file, ins, t, plan, &operators.models)?;
         let plan = fit_to_table(file, ins, t, plan)?;
         plan.apply(|node| {
             if let LogicalPlan::TableScan(scan) = node {
@@ -676,6 +698,21 @@ pub async fn plan_text(
         checkpoint: checkpoint_loc.url.clone(),
         sources: source_infos,
         sinks: sink_infos,
+        models: operators
+            .models
+            .iter()
+            .map(|m| match &m.embedder {
+                Some(e) => format!(
+                    "{} ({}, {}): {}, {} dimensions",
+                    m.name,
+                    m.provider,
+                    m.task,
+                    e.model_id(),
+                    e.dimensions()
+                ),
+                None => format!("{} ({}, {})", m.name, m.provider, m.task),
+            })
+            .collect(),
         functions: functions.into_iter().collect(),
         plans,
     };
@@ -689,6 +726,76 @@ pub async fn plan_text(
         progress_bar: opts.progress_bar,
     };
     Ok(PlannedJob { job, explain })
+}
+
+/// Name of the column that records which model made the vectors of a row.
+const EMBEDDING_MODEL_COLUMN: &str = "embedding_model";
+
+/// Vectors from different models are not comparable, so a query that calls `embed(...)`
+/// writes which model made them: when every `embed` call of the query names the same
+/// model and the query has no `embedding_model` column, one is appended with the model's
+/// provider id (`all-MiniLM-L6-v2`, `amazon.titan-embed-text-v2:0`, ...). Tables that
+/// declare their columns get it only if they declare `embedding_model` last. Queries that
+/// embed with two models name their own columns.
+fn with_embedding_model(
+    file: &str,
+    ins: &InsertDef,
+    t: &TableDef,
+    plan: LogicalPlan,
+    models: &ModelRegistry,
+) -> Result<LogicalPlan> {
+    let out = plan.schema().clone();
+    if out
+        .fields()
+        .iter()
+        .any(|f| f.name().eq_ignore_ascii_case(EMBEDDING_MODEL_COLUMN))
+    {
+        return Ok(plan);
+    }
+    if let Some(declared) = declared_schema(file, t)? {
+        let wants = declared.fields().len() == out.fields().len() + 1
+            && declared
+                .fields()
+                .last()
+                .is_some_and(|f| f.name().eq_ignore_ascii_case(EMBEDDING_MODEL_COLUMN));
+        if !wants {
+            return Ok(plan);
+        }
+    }
+    let mut ids = BTreeSet::new();
+    plan.apply(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                if let Expr::ScalarFunction(f) = e {
+                    if f.name() == strata_operators::udfs::embed::NAME {
+                        if let Some(Expr::Literal(v, _)) = f.args.first() {
+                            if let Some(model) = v
+                                .try_as_str()
+                                .flatten()
+                                .and_then(|name| models.get(name))
+                            {
+                                if let Ok(e) = model.embedder("embed") {
+                                    ids.insert(e.model_id().to_string());
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })
+    .map_err(|e| df_err(file, ins.query_pos, e))?;
+    if ids.len() != 1 {
+        return Ok(plan);
+    }
+    let id = ids.pop_first().expect("one id");
+    let mut exprs: Vec<Expr> = out.columns().into_iter().map(col).collect();
+    exprs.push(datafusion::logical_expr::lit(id).alias(EMBEDDING_MODEL_COLUMN));
+    LogicalPlanBuilder::from(plan)
+        .project(exprs)
+        .and_then(|b| b.build())
+        .map_err(|e| df_err(file, ins.query_pos, e))
 }
 
 /// Queries run once per epoch. Operators whose result depends on seeing every

@@ -492,9 +492,26 @@ pub fn batch_rows(batch: &RecordBatch) -> Vec<Row> {
         .collect()
 }
 
-/// Round floats to 6 decimals and sort object keys, recursively.
+/// Arrays at least this long made only of numbers are embedding vectors.
+const VECTOR_MIN_LEN: usize = 32;
+
+/// Round floats to 6 decimals and sort object keys, recursively. Embedding vectors become
+/// `{"vector_dims": D, "vector_norm": |v| to 3 decimals}`: their last digits depend on the
+/// CPU's SIMD kernels, and their values are checked against reference vectors elsewhere
+/// (operators/tests/local_embed.rs).
 pub fn canonical(v: Value) -> Value {
     match v {
+        Value::Array(a) if a.len() >= VECTOR_MIN_LEN && a.iter().all(Value::is_number) => {
+            let norm = a
+                .iter()
+                .map(|x| x.as_f64().unwrap_or(0.0).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            serde_json::json!({
+                "vector_dims": a.len(),
+                "vector_norm": (norm * 1e3).round() / 1e3,
+            })
+        }
         Value::Number(n) if n.is_f64() => {
             let x = n.as_f64().expect("f64");
             let r = (x * 1e6).round() / 1e6;

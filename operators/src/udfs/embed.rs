@@ -20,10 +20,11 @@ use datafusion::logical_expr::{
     Signature, Volatility,
 };
 
-use super::{coerce_text, scalar_str, string_values};
+use super::{scalar_str, string_values};
 use crate::models::ModelRegistry;
 
-const NAME: &str = "embed";
+/// The SQL name of the function.
+pub const NAME: &str = "embed";
 
 /// The vector type of a `dims`-dimensional embedding.
 pub fn vector_type(dims: usize) -> DataType {
@@ -57,7 +58,9 @@ impl EmbedFunc {
     /// `embed` over the models of one job.
     pub fn new(models: Arc<ModelRegistry>) -> Self {
         Self {
-            signature: Signature::user_defined(Volatility::Volatile),
+            // Not user_defined: DataFusion's AsyncScalarUDF wrapper does not forward
+            // coerce_types, so the signature itself must coerce (any string layout, NULL).
+            signature: Signature::string(2, Volatility::Volatile),
             models,
         }
     }
@@ -87,19 +90,6 @@ impl ScalarUDFImpl for EmbedFunc {
 
     fn signature(&self) -> &Signature {
         &self.signature
-    }
-
-    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        if arg_types.len() != 2 {
-            return plan_err!(
-                "{NAME} takes 2 arguments: {NAME}(model, text), got {}",
-                arg_types.len()
-            );
-        }
-        Ok(vec![
-            coerce_text(NAME, "model", &arg_types[0])?,
-            coerce_text(NAME, "text", &arg_types[1])?,
-        ])
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
@@ -183,7 +173,11 @@ impl AsyncScalarUDFImpl for EmbedFunc {
         )?;
         let out: ArrayRef = Arc::new(list);
         if scalar_input {
-            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
+            // A constant text (`embed('m', 'question')`) is embedded once. DataFusion 55's
+            // async path turns a Scalar result into a one-row array and then fails on the
+            // length mismatch, so return it repeated to the batch's length.
+            let v = ScalarValue::try_from_array(&out, 0)?;
+            Ok(ColumnarValue::Array(v.to_array_of_size(args.number_rows)?))
         } else {
             Ok(ColumnarValue::Array(out))
         }
