@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Baseline for strata's local embedder: sentence-transformers all-MiniLM-L6-v2 on CPU.
 
-Embeds N chunk-sized texts (about 100-200 tokens each) with model.encode and reports the best of
+Embeds N chunk-sized texts (about 230-254 tokens each, near MiniLM's 256-token limit) with model.encode and reports the best of
 --repeats timed passes over the whole corpus (after one untimed warm-up on the first batches).
 
 The corpus is either read from --corpus (JSONL, one object per line, text in --field) or
@@ -16,7 +16,7 @@ tokens are counted with the model's tokenizer after truncation to max_seq_length
 [CLS]/[SEP] included.
 
 Usage (venv with torch + sentence-transformers, e.g. ~/.cache/strata/py-st):
-  HF_HUB_OFFLINE=1 python benches/compare/st_embed.py [--n 2048] [--batch-size 64]
+  HF_HUB_OFFLINE=1 python benches/compare/st_embed.py [--n 1024] [--batch-size 64]
       [--threads T] [--seed 1] [--corpus-out FILE | --corpus FILE] [--model DIR]
 """
 
@@ -58,10 +58,10 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     models = os.environ.get("STRATA_MODELS", os.path.join(ROOT, "models"))
     ap.add_argument("--model", default=os.path.join(models, "all-MiniLM-L6-v2"))
-    ap.add_argument("--n", type=int, default=2048, help="number of texts to generate")
+    ap.add_argument("--n", type=int, default=1024, help="number of texts to generate")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--min-tokens", type=int, default=100)
-    ap.add_argument("--max-tokens", type=int, default=200)
+    ap.add_argument("--min-tokens", type=int, default=230)
+    ap.add_argument("--max-tokens", type=int, default=254)
     ap.add_argument("--corpus", help="read texts from this JSONL instead of generating them")
     ap.add_argument("--field", default="text", help="JSON field holding the text (with --corpus)")
     ap.add_argument("--corpus-out", help="write the texts used to this JSONL file")

@@ -484,6 +484,13 @@ impl ParquetEpochWriter {
     }
 }
 
+/// `strata_sink_write_seconds{sink, stage}`: time spent encoding rows (`encode`), closing
+/// an epoch's files (`finish`) and making them visible (`publish`).
+fn record_stage(sink: &str, stage: &'static str, since: std::time::Instant) {
+    metrics::histogram!("strata_sink_write_seconds", "sink" => sink.to_string(), "stage" => stage)
+        .record(since.elapsed().as_secs_f64());
+}
+
 #[async_trait]
 impl EpochWriter for ParquetEpochWriter {
     async fn write(&mut self, batch: RecordBatch) -> strata_pipeline::Result<()> {
@@ -491,7 +498,9 @@ impl EpochWriter for ParquetEpochWriter {
             return Err(self.shared.err("an earlier write of this epoch failed"));
         }
         let span = self.span.clone();
+        let t = std::time::Instant::now();
         let result = self.write_inner(batch).instrument(span).await;
+        record_stage(&self.shared.name, "encode", t);
         if result.is_err() {
             self.failed = true;
         }
@@ -503,6 +512,7 @@ impl EpochWriter for ParquetEpochWriter {
             return Err(self.shared.err("an earlier write of this epoch failed"));
         }
         let span = self.span.clone();
+        let t = std::time::Instant::now();
         let partitions = std::mem::take(&mut self.partitions);
         let shared: &Shared = &self.shared;
         let files: Vec<Vec<StagedFile>> = futures::stream::iter(partitions.into_values())
@@ -519,6 +529,7 @@ impl EpochWriter for ParquetEpochWriter {
         let mut files: Vec<StagedFile> = files.into_iter().flatten().collect();
         files.sort_by(|a, b| a.object.cmp(&b.object));
         let rows: u64 = files.iter().map(|f| f.rows).sum();
+        record_stage(&self.shared.name, "finish", t);
         tracing::debug!(parent: &span, files = files.len(), rows, "parquet epoch staged");
         let dir = std::mem::take(&mut self.dir);
         Ok(Box::new(ParquetStagedEpoch {
@@ -559,6 +570,7 @@ impl StagedEpoch for ParquetStagedEpoch {
         let span = tracing::info_span!(parent: &self.span, "parquet_publish", sink = %self.shared.name, epoch = self.epoch, files = self.files.len());
         let files = std::mem::take(&mut self.files);
         let shared = &self.shared;
+        let t = std::time::Instant::now();
         futures::stream::iter(files.iter().map(Ok::<_, PipelineError>))
             .try_for_each_concurrent(PUBLISH_CONCURRENCY, |file| async move {
                 shared.publish_file(file).await
@@ -570,6 +582,7 @@ impl StagedEpoch for ParquetStagedEpoch {
             files: files.len() as u64,
             bytes: files.iter().map(|f| f.bytes).sum(),
         };
+        record_stage(&shared.name, "publish", t);
         let label = shared.name.clone();
         metrics::counter!("strata_sink_rows_total", "sink" => label.clone()).increment(stats.rows);
         metrics::counter!("strata_sink_files_total", "sink" => label.clone())

@@ -235,24 +235,37 @@ fn run_group(jobs: Vec<Job>) {
     seqs.retain(|(j, _, _)| outputs[*j].is_ok());
     seqs.sort_by_key(|(_, _, ids)| ids.len());
 
-    for batch in seqs.chunks(policy.max_batch.max(1)) {
-        let ids: Vec<&[u32]> = batch.iter().map(|(_, _, s)| s.as_slice()).collect();
-        let real: usize = ids.iter().map(|s| s.len()).sum();
-        let padded = ids.iter().map(|s| s.len()).max().unwrap_or(0) * ids.len();
-        metrics::histogram!("strata_executor_batch_size", &labels).record(ids.len() as f64);
-        if padded > 0 {
-            metrics::histogram!("strata_executor_batch_fill_ratio", &labels)
-                .record(real as f64 / padded as f64);
-        }
-        let t = Instant::now();
-        let result = {
-            let _span = tracing::debug_span!("executor.forward", batch = ids.len(), tokens = real)
-                .entered();
-            model.forward(&ids)
-        };
-        metrics::histogram!("strata_executor_forward_seconds", &labels)
-            .record(t.elapsed().as_secs_f64());
-        metrics::counter!("strata_executor_tokens_total", &labels).increment(real as u64);
+    // The batches of a round run in parallel on the pool (each forward pass also splits
+    // its matrix products across the pool). Running whole batches side by side keeps every
+    // core busy through the parts of a BERT pass that candle runs on one thread
+    // (elementwise GELU, masking, pooling), which otherwise idle the other cores.
+    let batches: Vec<&[(usize, usize, Vec<u32>)]> =
+        seqs.chunks(policy.max_batch.max(1)).collect();
+    let results: Vec<Result<Vec<f32>>> = batches
+        .par_iter()
+        .map(|batch| {
+            let ids: Vec<&[u32]> = batch.iter().map(|(_, _, s)| s.as_slice()).collect();
+            let real: usize = ids.iter().map(|s| s.len()).sum();
+            let padded = ids.iter().map(|s| s.len()).max().unwrap_or(0) * ids.len();
+            metrics::histogram!("strata_executor_batch_size", &labels).record(ids.len() as f64);
+            if padded > 0 {
+                metrics::histogram!("strata_executor_batch_fill_ratio", &labels)
+                    .record(real as f64 / padded as f64);
+            }
+            let t = Instant::now();
+            let result = {
+                let _span =
+                    tracing::debug_span!("executor.forward", batch = ids.len(), tokens = real)
+                        .entered();
+                model.forward(&ids)
+            };
+            metrics::histogram!("strata_executor_forward_seconds", &labels)
+                .record(t.elapsed().as_secs_f64());
+            metrics::counter!("strata_executor_tokens_total", &labels).increment(real as u64);
+            result
+        })
+        .collect();
+    for (batch, result) in batches.into_iter().zip(results) {
         match result {
             Ok(vectors) if vectors.len() == batch.len() * dims => {
                 for ((j, i, _), v) in batch.iter().zip(vectors.chunks(dims)) {
