@@ -27,9 +27,8 @@ for f in "$input:$ROWS" "$quarter:$((ROWS / 4))"; do
     fi
 done
 
-log "building strata (release)"
-cargo build --release --quiet --bin strata
-bin="${CARGO_TARGET_DIR:-target}/release/strata"
+build_release
+bin="$RELEASE_DIR/strata"
 py_env bench duckdb
 
 bytes=$(stat -c %s "$input")

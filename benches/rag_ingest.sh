@@ -29,9 +29,8 @@ if [ ! -s "$input" ]; then
     mv "$input.tmp" "$input"
 fi
 
-log "building strata (release)"
-cargo build --release --quiet --bin strata
-bin="${CARGO_TARGET_DIR:-target}/release/strata"
+build_release
+bin="$RELEASE_DIR/strata"
 
 out="$dir/rag-out"
 rm -rf "$out"; mkdir -p "$out"
@@ -74,3 +73,14 @@ for stage in ("encode", "finish", "publish"):
 print(f"  epochs              {int(total('strata_epochs_total'))}")
 PY
 echo "peak RSS of strata: $(( $(cat "$out/rss") / 1024 )) MB"
+
+# The vectors are plain Parquet fixed-size float lists: DuckDB reads them as FLOAT[384].
+py_env bench duckdb
+"$PY" - "$out/vectors" <<'PY'
+import duckdb, sys
+con = duckdb.connect()
+t, n, dims, model = con.execute(
+    f"SELECT typeof(embedding), count(*), min(len(embedding)), min(embedding_model) "
+    f"FROM read_parquet('{sys.argv[1]}/**/*.parquet', hive_partitioning = true) GROUP BY 1").fetchone()
+print(f"DuckDB reads {n} vectors as {t} (length {dims}, model {model})")
+PY

@@ -16,7 +16,7 @@ CREATE MODEL minilm WITH (
     provider  = 'local',
     task      = 'embedding',
     path      = '${MODEL:-all-MiniLM-L6-v2}',
-    max_batch = '64'
+    max_batch = '16'
 );
 
 CREATE TABLE docs (

@@ -50,3 +50,14 @@ wait_port() {
     done
     die "$what did not start on 127.0.0.1:$port"
 }
+
+# Release build of everything the benchmark scripts run, in ONE cargo invocation: cargo
+# unifies dependency features per invocation (examples pull in dev-dependencies), so
+# building the binary and the examples separately would compile DataFusion twice.
+build_release() {
+    need cargo "install the Rust toolchain (https://rustup.rs)"
+    log "building strata and the benchmark examples (release)"
+    cargo build --release --quiet -p strata --bin strata \
+        -p strata-operators --example embed_bench --example chunk_throughput
+    RELEASE_DIR="${CARGO_TARGET_DIR:-target}/release"
+}

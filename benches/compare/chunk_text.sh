@@ -16,6 +16,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
+. scripts/lib.sh
 CACHE="${STRATA_CACHE:-$HOME/.cache/strata}"
 VENV="$CACHE/venv"
 CORPUS_BYTES="${CORPUS_BYTES:-52428800}"
@@ -23,7 +24,6 @@ CORPUS="${STRATA_BENCH_CORPUS:-$CACHE/bench/corpus-$CORPUS_BYTES.jsonl}"
 export MAX_TOKENS="${MAX_TOKENS:-256}" OVERLAP_TOKENS="${OVERLAP_TOKENS:-32}"
 export STRATA_MODELS="${STRATA_MODELS:-$ROOT/models}"
 
-die() { echo "chunk_text.sh: error: $*" >&2; exit 1; }
 
 [ -s "$STRATA_MODELS/all-MiniLM-L6-v2/tokenizer.json" ] || scripts/fetch_models.sh
 
@@ -41,10 +41,9 @@ if ! "$VENV/bin/python" -c "import langchain_text_splitters, tokenizers" 2>/dev/
 fi
 
 echo "corpus: $CORPUS ($(du -h "$CORPUS" | cut -f1)), max_tokens=$MAX_TOKENS overlap_tokens=$OVERLAP_TOKENS, $(nproc) cores"
-cargo build -q --release -p strata-operators --example chunk_throughput \
-    || die "cannot build the chunk_throughput example"
-rust_line="$(target/release/examples/chunk_throughput "$CORPUS" "$MAX_TOKENS" "$OVERLAP_TOKENS" | grep '^strata:')" \
-    || die "target/release/examples/chunk_throughput failed"
+build_release
+rust_line="$("$RELEASE_DIR/examples/chunk_throughput" "$CORPUS" "$MAX_TOKENS" "$OVERLAP_TOKENS" | grep '^strata:')" \
+    || die "$RELEASE_DIR/examples/chunk_throughput failed"
 echo "$rust_line"
 lc_line="$("$VENV/bin/python" benches/compare/chunk_langchain.py "$CORPUS" --max-tokens "$MAX_TOKENS" --overlap "$OVERLAP_TOKENS" \
     --tokenizer "$STRATA_MODELS/all-MiniLM-L6-v2/tokenizer.json")" || die "benches/compare/chunk_langchain.py failed"

@@ -26,9 +26,8 @@ py_env embed-bench "sentence-transformers==6.2.0" "torch"
 corpus="$STRATA_CACHE/bench/embed-corpus-$N-seed1-256.jsonl"
 mkdir -p "$(dirname "$corpus")"
 
-log "building the embed_bench example (release)"
-cargo build --release --quiet -p strata-operators --example embed_bench
-bin="${CARGO_TARGET_DIR:-target}/release/examples/embed_bench"
+build_release
+bin="$RELEASE_DIR/examples/embed_bench"
 
 log "sentence-transformers: $N texts, batch $BATCH, $THREADS threads"
 if [ -s "$corpus" ]; then src=(--corpus "$corpus"); else src=(--n "$N" --corpus-out "$corpus"); fi

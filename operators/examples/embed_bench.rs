@@ -122,6 +122,7 @@ async fn main() {
 
     let ctx = ModelContext {
         models_dir: a.models.clone(),
+        pii: Default::default(),
     };
     let opts = ModelOptions::new(
         "minilm",

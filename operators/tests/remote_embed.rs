@@ -21,6 +21,7 @@ use strata_operators::models::{build_model, Embedder, ModelContext, ModelOptions
 fn ctx() -> ModelContext {
     ModelContext {
         models_dir: PathBuf::from("models"),
+        pii: Default::default(),
     }
 }
 

@@ -228,6 +228,7 @@ async fn build_models(
 ) -> Result<ModelRegistry> {
     let mctx = ModelContext {
         models_dir: operators.models_dir.clone(),
+        pii: operators.pii.clone(),
     };
     let mut registry = ModelRegistry::default();
     for m in defs {

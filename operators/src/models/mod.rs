@@ -9,6 +9,7 @@
 //! `bedrock` ([`remote`], behind the shared client stack: retry and rate limit).
 
 pub mod executor;
+pub mod guardrail;
 pub mod local;
 pub mod options;
 pub mod remote;
@@ -87,6 +88,8 @@ impl Model {
 pub struct ModelContext {
     /// Relative model paths resolve here (`$STRATA_MODELS`, else `./models`).
     pub models_dir: PathBuf,
+    /// The job's PII settings (`SET pii.*`), for `redact_input`.
+    pub pii: crate::pii::PiiConfig,
 }
 
 /// The models of one job, by alias.
@@ -169,6 +172,11 @@ pub async fn build_model(name: &str, options: ModelOptions, ctx: &ModelContext) 
             ))
         }
     };
+    let embedder: Arc<dyn Embedder> =
+        match guardrail::InputGuardrail::from_options(&mut opts, &ctx.pii)? {
+            Some(g) => Arc::new(guardrail::GuardedEmbedder::new(embedder, g)),
+            None => embedder,
+        };
     opts.finish()?;
     Ok(Model {
         name: name.to_ascii_lowercase(),
