@@ -60,7 +60,9 @@ for line in open(path):
         vals[key] = float(m.group(3))
 def total(prefix, where=""):
     return sum(v for k, v in vals.items() if k.startswith(prefix) and where in k)
-rows = total("strata_sink_rows_total")
+# Rows from the run's summary: the last epoch is published after the last scrape.
+m = re.search(r"sink vectors: (\d+) rows", open(log).read())
+rows = float(m.group(1)) if m else total("strata_sink_rows_total")
 tokens = total("strata_executor_tokens_total")
 print(f"wall {wall:.1f} s: {docs / wall:.1f} documents/s, {rows / wall:.1f} chunks/s, "
       f"{tokens / wall:.0f} tokens/s ({int(rows)} chunks, {int(tokens)} tokens)")
@@ -69,12 +71,13 @@ print(f"  executor tokenize   {total('strata_executor_tokenize_seconds_sum'):8.1
 print(f"  executor forward    {total('strata_executor_forward_seconds_sum'):8.1f}")
 print(f"  executor queue wait {total('strata_executor_queue_seconds_sum'):8.1f}")
 for stage in ("encode", "finish", "publish"):
-    print(f"  parquet {stage:<11} {total('strata_sink_write_seconds_sum', 'stage=\"' + stage + '\"'):8.1f}")
-print(f"  epochs              {int(total('strata_epochs_total'))}")
+    label = 'stage="%s"' % stage
+    print(f"  parquet {stage:<11} {total('strata_sink_write_seconds_sum', label):8.1f}")
+print("  (the final epoch's Parquet finish/publish happen after the last scrape; see run.log)")
 PY
 echo "peak RSS of strata: $(( $(cat "$out/rss") / 1024 )) MB"
 
-# The vectors are plain Parquet fixed-size float lists: DuckDB reads them as FLOAT[384].
+# The vectors are Parquet lists of floats (the Arrow schema in the file says fixed-size): DuckDB reads them as FLOAT[].
 py_env bench duckdb
 "$PY" - "$out/vectors" <<'PY'
 import duckdb, sys
