@@ -93,11 +93,11 @@ pub enum Statement {
 
 /// Parse a (substituted) job text into statements.
 pub fn parse_job(file: &str, text: &str) -> Result<Vec<Statement>> {
-    let mut statements = Vec::new();
-    for tokens in split_statements(file, text)? {
-        statements.push(parse_statement(file, text, &line_starts(text), tokens)?);
-    }
-    Ok(statements)
+    let starts = line_starts(text);
+    split_statements(file, text)?
+        .into_iter()
+        .map(|tokens| parse_statement(file, text, &starts, tokens))
+        .collect()
 }
 
 /// Parse a `strata query` script: any number of `CREATE MODEL` statements, then one query,
