@@ -49,7 +49,7 @@ fn embedder(rt: &tokio::runtime::Runtime, max_batch: usize) -> Arc<dyn Embedder>
         ],
     );
     let model = rt
-        .block_on(build_model("minilm", opts, &ModelContext { models_dir: models, pii: Default::default() }))
+        .block_on(build_model("minilm", opts, &ModelContext::new(models)))
         .expect("the model loads (run scripts/fetch_models.sh)");
     model.embedder("embed").expect("embedding model").clone()
 }

@@ -120,10 +120,7 @@ async fn main() {
         })
         .collect();
 
-    let ctx = ModelContext {
-        models_dir: a.models.clone(),
-        pii: Default::default(),
-    };
+    let ctx = ModelContext::new(a.models.clone());
     let opts = ModelOptions::new(
         "minilm",
         [

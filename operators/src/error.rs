@@ -47,6 +47,21 @@ pub enum OperatorError {
     #[error("model '{model}': {message}")]
     Call { model: String, message: String },
 
+    /// `SET job.max_cost_usd` would be passed by the next call: no more calls are made.
+    #[error(
+        "model '{model}': stopping before the job's spend could pass job.max_cost_usd = {limit} \
+         USD (spent {spent} USD, {in_flight} USD in flight, the next call may cost up to \
+         {next} USD); raise SET job.max_cost_usd to go on (with cache.path set, answers \
+         already paid for are not paid again)"
+    )]
+    BudgetExceeded {
+        model: String,
+        limit: String,
+        spent: String,
+        in_flight: String,
+        next: String,
+    },
+
     /// A function argument has an invalid value.
     #[error("{function}: {message}")]
     InvalidArgument {

@@ -9,7 +9,8 @@ use datafusion::prelude::SessionContext;
 use crate::models::ModelRegistry;
 use crate::pii::PiiConfig;
 use crate::udfs::{
-    ChunkTextFunc, CosineSimilarityFunc, DetectPiiFunc, EmbedFunc, RedactPiiFunc, TokenCountFunc,
+    AiFunc, AiKind, ChunkTextFunc, CosineSimilarityFunc, DetectPiiFunc, EmbedFunc, OnModelError,
+    RedactPiiFunc, TokenCountFunc,
 };
 
 /// Settings operators need from the job.
@@ -22,6 +23,12 @@ pub struct OperatorConfig {
     pub models: Arc<ModelRegistry>,
     /// PII settings of `detect_pii` / `redact_pii` (`SET pii.*`).
     pub pii: PiiConfig,
+    /// `SET job.on_model_error`: what `ai_*` rows get when their call fails for good.
+    pub on_model_error: OnModelError,
+    /// `SET cache.path`: response cache of the chat models without their own.
+    pub cache_path: Option<String>,
+    /// `SET job.max_cost_usd`.
+    pub max_cost_usd: Option<crate::models::chat::Money>,
 }
 
 impl OperatorConfig {
@@ -34,6 +41,9 @@ impl OperatorConfig {
             models_dir,
             models: Arc::default(),
             pii: PiiConfig::default(),
+            on_model_error: OnModelError::default(),
+            cache_path: None,
+            max_cost_usd: None,
         }
     }
 }
@@ -44,6 +54,8 @@ pub fn functions(cfg: &OperatorConfig) -> Vec<ScalarUDF> {
         ScalarUDF::from(ChunkTextFunc::new(&cfg.models_dir)),
         ScalarUDF::from(TokenCountFunc::new(&cfg.models_dir)),
         EmbedFunc::udf(Arc::clone(&cfg.models)),
+        AiFunc::udf(AiKind::Complete, Arc::clone(&cfg.models), cfg.on_model_error),
+        AiFunc::udf(AiKind::Summarize, Arc::clone(&cfg.models), cfg.on_model_error),
         ScalarUDF::from(CosineSimilarityFunc::default()),
         ScalarUDF::from(DetectPiiFunc::new(&cfg.pii)),
         ScalarUDF::from(RedactPiiFunc::new(&cfg.pii)),

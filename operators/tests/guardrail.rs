@@ -8,14 +8,10 @@ use std::path::PathBuf;
 
 use fake_endpoints::{fake_vector, FakeEndpoint};
 use strata_operators::models::{build_model, ModelContext, ModelOptions};
-use strata_operators::pii::PiiConfig;
 use strata_operators::OperatorError;
 
 fn ctx() -> ModelContext {
-    ModelContext {
-        models_dir: PathBuf::from("models"),
-        pii: PiiConfig::default(),
-    }
+    ModelContext::new(PathBuf::from("models"))
 }
 
 fn options(fake: &FakeEndpoint, extra: &[(&str, &str)]) -> ModelOptions {

@@ -51,7 +51,7 @@ fn mctx() -> ModelContext {
         "these tests need the all-MiniLM-L6-v2 model under {}: run scripts/fetch_models.sh",
         dir.display()
     );
-    ModelContext { models_dir: dir, pii: Default::default() }
+    ModelContext::new(dir)
 }
 
 async fn local(name: &str, extra: &[(&str, &str)]) -> Arc<dyn Embedder> {

@@ -19,10 +19,7 @@ use strata_operators::models::remote::stack::{
 use strata_operators::models::{build_model, Embedder, ModelContext, ModelOptions};
 
 fn ctx() -> ModelContext {
-    ModelContext {
-        models_dir: PathBuf::from("models"),
-        pii: Default::default(),
-    }
+    ModelContext::new(PathBuf::from("models"))
 }
 
 fn texts(items: &[&str]) -> Vec<String> {

@@ -67,6 +67,19 @@ const SETTINGS: &[(&str, &str)] = &[
     ),
     ("pii.min_score", "drop PII detections scoring below this, 0 to 1 (default 0.5)"),
     (
+        "cache.path",
+        "response cache of the chat models (local folder or s3:// URL); reruns pay nothing for \
+         rows already answered",
+    ),
+    (
+        "job.max_cost_usd",
+        "stop before the chat models' spend could pass this many USD (needs 'price.*' on the models)",
+    ),
+    (
+        "job.on_model_error",
+        "what a row gets when its ai_* call fails after the retries: 'fail' (default) or 'null'",
+    ),
+    (
         "pii.ner",
         "NAME/ADDRESS model for the PII functions (default false; true is not available yet)",
     ),
@@ -98,6 +111,32 @@ fn pii_config(
         check_pii(file, *pos, &cfg)?;
     }
     Ok(cfg)
+}
+
+/// `SET cache.path`, `job.max_cost_usd` and `job.on_model_error`; a bad value is a plan
+/// error at its `SET`.
+fn model_settings(
+    file: &str,
+    settings: &BTreeMap<String, (String, Pos)>,
+    operators: &mut OperatorConfig,
+) -> Result<()> {
+    if let Some((v, pos)) = settings.get("cache.path") {
+        if v.trim().is_empty() {
+            return Err(pos.error(file, "cache.path must not be empty"));
+        }
+        operators.cache_path = Some(v.trim().to_string());
+    }
+    if let Some((v, pos)) = settings.get("job.max_cost_usd") {
+        operators.max_cost_usd = Some(strata_operators::models::chat::Money::parse(v).ok_or_else(|| {
+            pos.error(file, format!("job.max_cost_usd must be a non-negative amount in USD like 12.50, got '{v}'"))
+        })?);
+    }
+    if let Some((v, pos)) = settings.get("job.on_model_error") {
+        operators.on_model_error = v
+            .parse()
+            .map_err(|e: String| pos.error(file, format!("job.on_model_error: {e}")))?;
+    }
+    Ok(())
 }
 
 fn check_pii(file: &str, pos: Pos, cfg: &strata_operators::pii::PiiConfig) -> Result<()> {
@@ -229,6 +268,10 @@ async fn build_models(
     let mctx = ModelContext {
         models_dir: operators.models_dir.clone(),
         pii: operators.pii.clone(),
+        cache_path: operators.cache_path.clone(),
+        budget: operators
+            .max_cost_usd
+            .map(|limit| Arc::new(strata_operators::models::chat::Budget::new(limit))),
     };
     let mut registry = ModelRegistry::default();
     for m in defs {
@@ -494,6 +537,7 @@ pub async fn plan_text(
     let ctx = SessionContext::new_with_config(config);
     let mut operators = opts.operators.clone();
     operators.pii = pii_config(file, &settings, &operators.pii)?;
+    model_settings(file, &settings, &mut operators)?;
     operators.models = Arc::new(build_models(file, &model_defs, &operators).await?);
     strata_operators::register_all(&ctx, &operators);
 

@@ -8,6 +8,7 @@
 //! Providers: `local` ([`local`], candle on the process-wide batch executor), `openai` and
 //! `bedrock` ([`remote`], behind the shared client stack: retry and rate limit).
 
+pub mod chat;
 pub mod executor;
 pub mod guardrail;
 pub mod local;
@@ -65,9 +66,32 @@ pub struct Model {
     pub task: Task,
     /// Set when `task = 'embedding'`.
     pub embedder: Option<Arc<dyn Embedder>>,
+    /// Set when `task = 'chat'`.
+    pub chat: Option<Chat>,
+}
+
+/// A chat model ready for `ai_complete` / `ai_summarize`: the layered client and its settings.
+#[derive(Clone, Debug)]
+pub struct Chat {
+    /// cache -> budget -> rate limit -> retry -> provider.
+    pub client: Arc<dyn chat::ChatModel>,
+    /// System prompt, max_tokens, temperature, max_concurrency.
+    pub settings: chat::ChatSettings,
 }
 
 impl Model {
+    /// The chat client, or an error naming the function that needs one.
+    pub fn chat(&self, function: &'static str) -> Result<&Chat> {
+        self.chat.as_ref().ok_or_else(|| OperatorError::InvalidArgument {
+            function,
+            message: format!(
+                "model '{}' has task = '{}', not 'chat'; declare a chat model with \
+                 CREATE MODEL ... WITH (task = 'chat', ...)",
+                self.name, self.task
+            ),
+        })
+    }
+
     /// The embedder, or an error naming the function that needs one.
     pub fn embedder(&self, function: &'static str) -> Result<&Arc<dyn Embedder>> {
         self.embedder
@@ -90,6 +114,23 @@ pub struct ModelContext {
     pub models_dir: PathBuf,
     /// The job's PII settings (`SET pii.*`), for `redact_input`.
     pub pii: crate::pii::PiiConfig,
+    /// `SET cache.path`: the response cache of every chat model without its own
+    /// `'cache.path'`.
+    pub cache_path: Option<String>,
+    /// `SET job.max_cost_usd`, shared by every chat model of the job.
+    pub budget: Option<Arc<chat::Budget>>,
+}
+
+impl ModelContext {
+    /// Models resolve under `models_dir`; no PII settings, cache or budget.
+    pub fn new(models_dir: PathBuf) -> Self {
+        Self {
+            models_dir,
+            pii: Default::default(),
+            cache_path: None,
+            budget: None,
+        }
+    }
 }
 
 /// The models of one job, by alias.
@@ -116,6 +157,16 @@ impl ModelRegistry {
     /// The model called `name` (case-insensitive).
     pub fn get(&self, name: &str) -> Option<&Arc<Model>> {
         self.models.get(&name.to_ascii_lowercase())
+    }
+
+    /// The number of models.
+    pub fn len(&self) -> usize {
+        self.models.len()
+    }
+
+    /// Whether no model is declared.
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
     }
 
     /// Look a model up for `function`, with an error listing the declared ones.
@@ -155,11 +206,15 @@ pub async fn build_model(name: &str, options: ModelOptions, ctx: &ModelContext) 
         }
     };
     if task == Task::Chat {
-        return Err(opts.error(
-            "task",
-            "chat models (ai_complete, ai_summarize) are not available in this build yet; \
-             task = 'embedding' is",
-        ));
+        let chat = build_chat(name, &provider, &mut opts, ctx)?;
+        opts.finish()?;
+        return Ok(Model {
+            name: name.to_ascii_lowercase(),
+            provider,
+            task,
+            embedder: None,
+            chat: Some(chat),
+        });
     }
     let embedder: Arc<dyn Embedder> = match provider.as_str() {
         "local" => Arc::new(local::LocalEmbedder::load(&mut opts, ctx)?),
@@ -183,5 +238,56 @@ pub async fn build_model(name: &str, options: ModelOptions, ctx: &ModelContext) 
         provider,
         task,
         embedder: Some(embedder),
+        chat: None,
     })
+}
+
+/// A chat model's client, outermost first: cache -> budget -> (rate limit -> retry ->
+/// provider, in the provider's client stack).
+fn build_chat(
+    name: &str,
+    provider: &str,
+    opts: &mut ModelOptions,
+    ctx: &ModelContext,
+) -> Result<Chat> {
+    let settings = chat::ChatSettings::from_options(opts)?;
+    let prices = chat::Prices::from_options(opts)?;
+    let cache_path = opts.take("cache.path").or_else(|| ctx.cache_path.clone());
+    let client: Arc<dyn chat::ChatModel> = match provider {
+        "openai" => remote::openai_chat(opts)?,
+        "local" | "bedrock" => {
+            return Err(opts.error(
+                "provider",
+                format!(
+                    "chat models with provider = '{provider}' are not available in this build \
+                     yet; use provider = 'openai' with any OpenAI-compatible endpoint (vLLM, \
+                     llama.cpp server, Ollama)"
+                ),
+            ))
+        }
+        other => {
+            return Err(opts.error(
+                "provider",
+                format!("unknown provider '{other}': use 'local', 'openai' or 'bedrock'"),
+            ))
+        }
+    };
+    if ctx.budget.is_some() && !prices.is_complete() {
+        return Err(opts.error(
+            "price.input_per_1m",
+            "SET job.max_cost_usd needs the prices of every chat model: set \
+             'price.input_per_1m' and 'price.output_per_1m' (USD per million tokens)",
+        ));
+    }
+    let client: Arc<dyn chat::ChatModel> =
+        Arc::new(chat::Metered::new(name, client, prices, ctx.budget.clone()));
+    let client: Arc<dyn chat::ChatModel> = match cache_path {
+        None => client,
+        Some(path) => {
+            let location = strata_pipeline::storage::resolve(&path, &BTreeMap::new())
+                .map_err(|e| opts.error("cache.path", e.to_string()))?;
+            Arc::new(chat::Cached::new(&name.to_ascii_lowercase(), client, location))
+        }
+    };
+    Ok(Chat { client, settings })
 }

@@ -4,6 +4,7 @@
 //! read at plan time and again at run time. CPU-heavy per-row work runs on rayon's pool
 //! (`par_iter` over the rows of a batch), not on tokio's workers, which only wait for it.
 
+pub mod ai;
 pub mod chunk_text;
 pub mod cosine;
 pub mod embed;
@@ -14,6 +15,7 @@ use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::DataType;
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 
+pub use ai::{AiFunc, AiKind, OnModelError};
 pub use chunk_text::ChunkTextFunc;
 pub use cosine::CosineSimilarityFunc;
 pub use embed::EmbedFunc;

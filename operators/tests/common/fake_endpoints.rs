@@ -4,8 +4,8 @@
 //!
 //! Faults are a script: each request takes the next scripted [`Fault`] (if any), else the
 //! standing one (if set), else it is answered normally. Answers are deterministic
-//! ([`fake_vector`]), so tests can check values and order. Chat routes (`/v1/chat/completions`,
-//! `/model/{id}/converse`) belong here too when the chat providers land.
+//! ([`fake_vector`], [`fake_answer`]), so tests can check values and order. Chat:
+//! `POST /v1/chat/completions`. A latency can be set for every answer.
 
 #![allow(dead_code)]
 
@@ -36,6 +36,8 @@ pub enum Fault {
         code: &'static str,
         message: &'static str,
     },
+    /// Answer normally (a placeholder in a script).
+    Pass,
     /// Answer normally, but with vectors of this length whatever was asked.
     WrongDimensions(usize),
 }
@@ -114,6 +116,7 @@ struct State {
     script: Mutex<VecDeque<Fault>>,
     standing: Mutex<Option<Fault>>,
     received: Mutex<Vec<Received>>,
+    latency: Mutex<std::time::Duration>,
 }
 
 /// A fake endpoint serving both the OpenAI and the Bedrock routes. Stops when dropped.
@@ -175,6 +178,11 @@ impl FakeEndpoint {
         *self.state.standing.lock().unwrap() = fault;
     }
 
+    /// Wait this long before answering each request.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        *self.state.latency.lock().unwrap() = latency;
+    }
+
     /// Every request so far, in arrival order.
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().unwrap().clone()
@@ -190,6 +198,15 @@ pub fn fake_vector(text: &str, dimensions: usize) -> Vec<f32> {
     (0..dimensions)
         .map(|j| ((h >> (j % 48)) & 0xffff) as f32 / 65_536.0 + j as f32)
         .collect()
+}
+
+/// The chat answer the fake gives to `prompt`: deterministic and distinct per prompt.
+pub fn fake_answer(prompt: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in prompt.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("answer {h:016x} to {} words", fake_tokens(prompt))
 }
 
 /// A rough token count the fake reports as usage: words.
@@ -220,6 +237,10 @@ async fn handle(
         let next = state.script.lock().unwrap().pop_front();
         next.or_else(|| state.standing.lock().unwrap().clone())
     };
+    let latency = *state.latency.lock().unwrap();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let bedrock = path.starts_with("/model/");
     let response = match (&fault, path.as_str()) {
         (
@@ -238,6 +259,7 @@ async fn handle(
             };
             openai_embeddings(&body, wrong)
         }
+        (_, "/v1/chat/completions") => openai_chat(&body),
         (_, p) if bedrock && p.ends_with("/invoke") => {
             let model = percent_decode(&p["/model/".len()..p.len() - "/invoke".len()]);
             bedrock_invoke(&model, &body)
@@ -333,6 +355,38 @@ fn openai_embeddings(body: &Value, wrong_dimensions: Option<usize>) -> Response<
             "data": data,
             "model": body["model"],
             "usage": { "prompt_tokens": tokens, "total_tokens": tokens },
+        }),
+    )
+}
+
+fn openai_chat(body: &Value) -> Response<Full<Bytes>> {
+    let Some(messages) = body["messages"].as_array() else {
+        return error_response(false, 400, None, "invalid_request_error", "'messages' is required");
+    };
+    let prompt = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("");
+    let input: u64 = messages
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .map(fake_tokens)
+        .sum();
+    let answer = fake_answer(prompt);
+    let max_tokens = body["max_tokens"].as_u64().unwrap_or(u64::MAX);
+    let output = fake_tokens(&answer).min(max_tokens);
+    json_response(
+        200,
+        json!({
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": answer}}],
+            "usage": {"prompt_tokens": input, "completion_tokens": output,
+                      "total_tokens": input + output},
         }),
     )
 }

@@ -26,6 +26,11 @@ pub fn openai_embedder(opts: &mut ModelOptions) -> Result<Arc<dyn Embedder>> {
     openai::build(opts)
 }
 
+/// `provider = 'openai'`, `task = 'chat'`: see [`openai::OpenAiChat::from_options`].
+pub fn openai_chat(opts: &mut ModelOptions) -> Result<Arc<dyn super::chat::ChatModel>> {
+    openai::build_chat(opts)
+}
+
 /// `provider = 'bedrock'`, `task = 'embedding'`: see [`bedrock::BedrockEmbedder::from_options`].
 pub async fn bedrock_embedder(opts: &mut ModelOptions) -> Result<Arc<dyn Embedder>> {
     bedrock::build(opts).await

@@ -17,6 +17,7 @@ use super::stack::{
 };
 use super::{describe, in_order, limits::estimate_tokens, retry::parse_retry_after, BatchPlan};
 use crate::error::Result;
+use crate::models::chat::{ChatModel, ChatReply, ChatRequest};
 use crate::models::{Embedder, ModelOptions};
 
 /// Default texts per request (`max_batch`).
@@ -73,7 +74,7 @@ struct Usage {
 
 /// The error code and message of an error body: OpenAI's `{"error": {"message", "type",
 /// "code"}}`, vLLM's `{"message", "type"}`, or the raw text.
-fn error_details(body: &str) -> (Option<String>, String) {
+pub(super) fn error_details(body: &str) -> (Option<String>, String) {
     let text = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => Some(s.clone()),
         serde_json::Value::Number(n) => Some(n.to_string()),
@@ -105,15 +106,6 @@ fn error_details(body: &str) -> (Option<String>, String) {
 }
 
 impl OpenAiEmbeddings {
-    fn classify_status(status: u16) -> ErrorKind {
-        match status {
-            429 => ErrorKind::Throttled,
-            408 => ErrorKind::Timeout,
-            500..=599 => ErrorKind::Server,
-            _ => ErrorKind::Client,
-        }
-    }
-
     fn decode(&self, body: &[u8], texts: usize) -> Result<Reply<Vec<f32>>, CallError> {
         let bad = |m: String| CallError::new(ErrorKind::BadResponse, m);
         let parsed: EmbeddingsResponse = serde_json::from_slice(body).map_err(|e| {
@@ -169,53 +161,69 @@ impl Provider for OpenAiEmbeddings {
     }
 
     async fn send(&self, request: &EmbeddingsRequest) -> Result<Reply<Vec<f32>>, CallError> {
-        let mut builder = self
-            .client
-            .post(&self.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(request.body.clone());
-        if let Some(key) = &self.api_key {
-            builder = builder.bearer_auth(key);
-        }
-        let response = builder.send().await.map_err(|e| {
-            let kind = if e.is_timeout() {
-                ErrorKind::Timeout
-            } else {
-                ErrorKind::Connect
-            };
-            CallError::new(kind, describe(&e.without_url()))
-        })?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let body = response.bytes().await.map_err(|e| {
-            let kind = if e.is_timeout() {
-                ErrorKind::Timeout
-            } else {
-                ErrorKind::Connect
-            };
-            CallError::new(
-                kind,
-                format!("reading the response: {}", describe(&e.without_url())),
-            )
-        })?;
-        if !(200..300).contains(&status) {
-            let (code, message) = error_details(&String::from_utf8_lossy(&body));
-            return Err(CallError {
-                kind: Self::classify_status(status),
-                status: Some(status),
-                code,
-                message,
-                retry_after,
-            });
-        }
+        let body = post_json(&self.client, &self.url, self.api_key.as_deref(), &request.body).await?;
         self.decode(&body, request.texts).map_err(|e| CallError {
-            status: Some(status),
+            status: Some(200),
             ..e
         })
+    }
+}
+
+/// One `POST` of a JSON body to an OpenAI-compatible route: the body of a 2xx answer, or the
+/// failure classified for the retry layer (status, error code, `Retry-After`). Shared by the
+/// embeddings and chat providers; it never retries.
+pub(super) async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    api_key: Option<&str>,
+    body: &[u8],
+) -> Result<bytes::Bytes, CallError> {
+    let mut builder = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_vec());
+    if let Some(key) = api_key {
+        builder = builder.bearer_auth(key);
+    }
+    let transport = |e: reqwest::Error, what: &str| {
+        let kind = if e.is_timeout() {
+            ErrorKind::Timeout
+        } else {
+            ErrorKind::Connect
+        };
+        CallError::new(kind, format!("{what}{}", describe(&e.without_url())))
+    };
+    let response = builder.send().await.map_err(|e| transport(e, ""))?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| transport(e, "reading the response: "))?;
+    if !(200..300).contains(&status) {
+        let (code, message) = error_details(&String::from_utf8_lossy(&body));
+        return Err(CallError {
+            kind: classify_status(status),
+            status: Some(status),
+            code,
+            message,
+            retry_after,
+        });
+    }
+    Ok(body)
+}
+
+/// The retry class of an HTTP status.
+pub(super) fn classify_status(status: u16) -> ErrorKind {
+    match status {
+        429 => ErrorKind::Throttled,
+        408 => ErrorKind::Timeout,
+        500..=599 => ErrorKind::Server,
+        _ => ErrorKind::Client,
     }
 }
 
@@ -236,46 +244,14 @@ impl OpenAiEmbedder {
     /// Options: `endpoint` (base URL including `/v1`), `model`, `dimensions` (required);
     /// `api_key_env`, `max_batch`, `max_concurrency`, `timeout_ms`, `send_dimensions`.
     pub fn from_options(opts: &mut ModelOptions, config: StackConfig) -> Result<Self> {
-        let endpoint = opts.require(
-            "endpoint",
-            "the base URL including /v1, e.g. 'http://127.0.0.1:8000/v1'",
-        )?;
-        let parsed = reqwest::Url::parse(&endpoint)
-            .map_err(|e| opts.error("endpoint", format!("'{endpoint}' is not a URL: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(opts.error(
-                "endpoint",
-                format!("'{endpoint}' must be an http:// or https:// URL"),
-            ));
-        }
-        let url = format!("{}/embeddings", endpoint.trim_end_matches('/'));
+        let (client, url, api_key) = connection(opts, "embeddings")?;
         let model = opts.require(
             "model",
             "the served model name, e.g. 'text-embedding-3-small'",
         )?;
         let dimensions = required_dimensions(opts)?;
-        let api_key = match opts.take("api_key_env") {
-            None => None,
-            Some(var) => match std::env::var(&var) {
-                Ok(key) if !key.is_empty() => Some(key),
-                _ => {
-                    return Err(opts.error(
-                        "api_key_env",
-                        format!(
-                            "environment variable '{var}' is not set; export it with the API key"
-                        ),
-                    ))
-                }
-            },
-        };
         let send_dimensions = opts.take_bool("send_dimensions")?.unwrap_or(true);
         let plan = BatchPlan::from_options(opts, DEFAULT_MAX_BATCH, 2048, DEFAULT_MAX_CONCURRENCY)?;
-        let timeout = take_timeout(opts)?;
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
-            .build()
-            .map_err(|e| opts.error("endpoint", format!("cannot build the HTTP client: {e}")))?;
         let identity = ModelIdentity {
             name: opts.model().to_ascii_lowercase(),
             provider: "openai",
@@ -338,6 +314,214 @@ impl Embedder for OpenAiEmbedder {
     }
 }
 
+/// `endpoint`, `api_key_env` and `timeout_ms`: an HTTP client and the URL of `route` under
+/// the endpoint (`{endpoint}/{route}`), plus the API key when one is configured.
+pub(super) fn connection(
+    opts: &mut ModelOptions,
+    route: &str,
+) -> Result<(reqwest::Client, String, Option<String>)> {
+    let endpoint = opts.require(
+        "endpoint",
+        "the base URL including /v1, e.g. 'http://127.0.0.1:8000/v1'",
+    )?;
+    let parsed = reqwest::Url::parse(&endpoint)
+        .map_err(|e| opts.error("endpoint", format!("'{endpoint}' is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(opts.error(
+            "endpoint",
+            format!("'{endpoint}' must be an http:// or https:// URL"),
+        ));
+    }
+    let url = format!("{}/{route}", endpoint.trim_end_matches('/'));
+    let api_key = match opts.take("api_key_env") {
+        None => None,
+        Some(var) => match std::env::var(&var) {
+            Ok(key) if !key.is_empty() => Some(key),
+            _ => {
+                return Err(opts.error(
+                    "api_key_env",
+                    format!("environment variable '{var}' is not set; export it with the API key"),
+                ))
+            }
+        },
+    };
+    let timeout = take_timeout(opts)?;
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+        .build()
+        .map_err(|e| opts.error("endpoint", format!("cannot build the HTTP client: {e}")))?;
+    Ok((client, url, api_key))
+}
+
+/// One `POST /chat/completions` attempt against an OpenAI-compatible endpoint.
+pub struct OpenAiChatCompletions {
+    client: reqwest::Client,
+    url: String,
+    api_key: Option<String>,
+}
+
+impl fmt::Debug for OpenAiChatCompletions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiChatCompletions")
+            .field("url", &self.url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// A serialized `/chat/completions` request body.
+#[derive(Debug)]
+pub struct CompletionRequest {
+    body: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct CompletionResponse {
+    choices: Vec<Choice>,
+    #[serde(default)]
+    usage: Option<CompletionUsage>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: ChoiceMessage,
+}
+
+#[derive(Deserialize)]
+struct ChoiceMessage {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CompletionUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptTokensDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+/// Decode a `/chat/completions` answer: the first choice's text and the usage. OpenAI counts
+/// cached prompt tokens inside `prompt_tokens`; they are split out so each is priced once.
+fn decode_completion(body: &[u8]) -> Result<Reply<String>, CallError> {
+    let bad = |m: String| CallError::new(ErrorKind::BadResponse, m);
+    let parsed: CompletionResponse = serde_json::from_slice(body)
+        .map_err(|e| bad(format!("response is not an OpenAI chat completion: {e}")))?;
+    let text = parsed
+        .choices
+        .into_iter()
+        .next()
+        .ok_or_else(|| bad("the response holds no choices".into()))?
+        .message
+        .content
+        .unwrap_or_default();
+    let usage = parsed.usage.map(|u| {
+        let cached = u.prompt_tokens_details.and_then(|d| d.cached_tokens).filter(|c| *c > 0);
+        TokenUsage {
+            input_tokens: u.prompt_tokens.map(|p| p - cached.unwrap_or(0).min(p)),
+            output_tokens: u.completion_tokens,
+            cache_read_tokens: cached,
+            cache_write_tokens: None,
+        }
+    });
+    Ok(Reply {
+        value: text,
+        usage: usage.unwrap_or_default(),
+    })
+}
+
+#[async_trait]
+impl Provider for OpenAiChatCompletions {
+    type Request = CompletionRequest;
+    type Response = String;
+
+    fn target(&self) -> &str {
+        &self.url
+    }
+
+    async fn send(&self, request: &CompletionRequest) -> Result<Reply<String>, CallError> {
+        let body = post_json(&self.client, &self.url, self.api_key.as_deref(), &request.body).await?;
+        decode_completion(&body).map_err(|e| CallError {
+            status: Some(200),
+            ..e
+        })
+    }
+}
+
+/// `ai_complete` / `ai_summarize` through an OpenAI-compatible `/chat/completions`.
+#[derive(Debug)]
+pub struct OpenAiChat {
+    stack: ClientStack<OpenAiChatCompletions>,
+}
+
+impl OpenAiChat {
+    /// Build from the options of `CREATE MODEL ... WITH (provider = 'openai', task = 'chat',
+    /// ...)`: `endpoint`, `model` (required); `api_key_env`, `timeout_ms`.
+    pub fn from_options(opts: &mut ModelOptions, config: StackConfig) -> Result<Self> {
+        let (client, url, api_key) = connection(opts, "chat/completions")?;
+        let model = opts.require("model", "the served model name, e.g. 'gpt-4o-mini'")?;
+        let identity = ModelIdentity {
+            name: opts.model().to_ascii_lowercase(),
+            provider: "openai",
+            model_id: model,
+        };
+        let provider = OpenAiChatCompletions {
+            client,
+            url,
+            api_key,
+        };
+        Ok(Self {
+            stack: ClientStack::new(identity, provider, config),
+        })
+    }
+
+    fn request(&self, request: &ChatRequest) -> CompletionRequest {
+        let mut messages = Vec::with_capacity(2);
+        if let Some(system) = &request.system {
+            messages.push(serde_json::json!({"role": "system", "content": system}));
+        }
+        messages.push(serde_json::json!({"role": "user", "content": request.prompt}));
+        let mut body = serde_json::json!({
+            "model": self.stack.identity().model_id,
+            "messages": messages,
+            "max_tokens": request.max_tokens,
+        });
+        if let Some(t) = request.temperature {
+            body["temperature"] = t.into();
+        }
+        CompletionRequest {
+            body: serde_json::to_vec(&body).expect("a JSON value serializes"),
+        }
+    }
+}
+
+#[async_trait]
+impl ChatModel for OpenAiChat {
+    fn model_id(&self) -> &str {
+        &self.stack.identity().model_id
+    }
+
+    async fn complete(&self, request: &ChatRequest) -> Result<ChatReply> {
+        let wire = self.request(request);
+        let tokens = request.estimated_input_tokens() + u64::from(request.max_tokens);
+        let reply = self.stack.call(&wire, tokens).await?;
+        Ok(ChatReply {
+            text: reply.value,
+            usage: reply.usage,
+            cached: false,
+        })
+    }
+}
+
 /// `dimensions`: required for remote models (the vector type is fixed at plan time).
 pub(super) fn required_dimensions(opts: &mut ModelOptions) -> Result<usize> {
     let d = opts.take_positive("dimensions")?.ok_or_else(|| {
@@ -354,11 +538,17 @@ pub(super) fn required_dimensions(opts: &mut ModelOptions) -> Result<usize> {
 }
 
 /// `timeout_ms`: the limit of one attempt.
-pub(super) fn take_timeout(opts: &mut ModelOptions) -> Result<Duration> {
+pub(crate) fn take_timeout(opts: &mut ModelOptions) -> Result<Duration> {
     Ok(opts
         .take_positive("timeout_ms")?
         .map(Duration::from_millis)
         .unwrap_or(DEFAULT_TIMEOUT))
+}
+
+/// `provider = 'openai'`, `task = 'chat'`.
+pub(super) fn build_chat(opts: &mut ModelOptions) -> Result<Arc<dyn ChatModel>> {
+    let config = StackConfig::from_options(opts)?;
+    Ok(Arc::new(OpenAiChat::from_options(opts, config)?))
 }
 
 /// Convenience for [`super::openai_embedder`].
@@ -392,12 +582,26 @@ mod tests {
     }
 
     #[test]
+    fn completions_split_cached_prompt_tokens() {
+        let body = br#"{"choices": [{"message": {"role": "assistant", "content": "hi"}}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 5,
+                      "prompt_tokens_details": {"cached_tokens": 60}}}"#;
+        let reply = decode_completion(body).unwrap();
+        assert_eq!(reply.value, "hi");
+        assert_eq!(reply.usage.input_tokens, Some(40));
+        assert_eq!(reply.usage.cache_read_tokens, Some(60));
+        assert_eq!(reply.usage.output_tokens, Some(5));
+        let err = decode_completion(br#"{"choices": []}"#).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::BadResponse);
+    }
+
+    #[test]
     fn statuses_are_classified() {
-        assert_eq!(OpenAiEmbeddings::classify_status(429), ErrorKind::Throttled);
-        assert_eq!(OpenAiEmbeddings::classify_status(503), ErrorKind::Server);
-        assert_eq!(OpenAiEmbeddings::classify_status(408), ErrorKind::Timeout);
-        assert_eq!(OpenAiEmbeddings::classify_status(400), ErrorKind::Client);
-        assert_eq!(OpenAiEmbeddings::classify_status(401), ErrorKind::Client);
+        assert_eq!(classify_status(429), ErrorKind::Throttled);
+        assert_eq!(classify_status(503), ErrorKind::Server);
+        assert_eq!(classify_status(408), ErrorKind::Timeout);
+        assert_eq!(classify_status(400), ErrorKind::Client);
+        assert_eq!(classify_status(401), ErrorKind::Client);
     }
 
     #[test]
