@@ -200,6 +200,9 @@ pub fn fake_vector(text: &str, dimensions: usize) -> Vec<f32> {
         .collect()
 }
 
+/// A chat prompt containing this is answered with HTTP 400 (not retried).
+pub const INVALID_PROMPT: &str = "<<invalid>>";
+
 /// The chat answer the fake gives to `prompt`: deterministic and distinct per prompt.
 pub fn fake_answer(prompt: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -374,6 +377,10 @@ fn openai_chat(body: &Value) -> Response<Full<Bytes>> {
         .filter_map(|m| m["content"].as_str())
         .map(fake_tokens)
         .sum();
+    // A prompt asking for it gets a validation error, whatever the order of requests.
+    if prompt.contains(INVALID_PROMPT) {
+        return error_response(false, 400, None, "invalid_request_error", "the prompt is not allowed");
+    }
     let answer = fake_answer(prompt);
     let max_tokens = body["max_tokens"].as_u64().unwrap_or(u64::MAX);
     let output = fake_tokens(&answer).min(max_tokens);
