@@ -9,7 +9,9 @@
 //! `${INPUT:-jobs/data/docs.jsonl}` resolve as they do from the repository
 //! root; `--var OUT=<tmp>/out` sends every output to the temporary directory.
 //! A variable the job uses without a default (other than `OUT`) fails the case:
-//! example jobs must run as they are.
+//! example jobs must run as they are. Jobs that call a chat model through
+//! `${LLM_ENDPOINT}` get the fake OpenAI-compatible endpoint of
+//! `operators/tests/common/fake_endpoints.rs` (deterministic answers).
 //!
 //! Regenerate the golden files after an intended change with
 //!
@@ -21,9 +23,12 @@
 //! `target/tmp/jobs-actual/<job>/<sink>.jsonl`.
 
 mod common;
+#[path = "../operators/tests/common/fake_endpoints.rs"]
+mod fake_endpoints;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -102,7 +107,27 @@ fn workdir() -> tempfile::TempDir {
     tmp
 }
 
-/// `--var` arguments for `job`: `OUT` always, nothing else (defaults apply).
+/// The fake OpenAI-compatible endpoint that jobs using `${LLM_ENDPOINT}` are pointed at
+/// (started on first use, on its own runtime, for the whole test binary).
+static FAKE_LLM: LazyLock<String> = LazyLock::new(|| {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime for the fake endpoint");
+        rt.block_on(async move {
+            let fake = fake_endpoints::FakeEndpoint::start().await;
+            tx.send(fake.openai_url()).expect("hand over the URL");
+            std::future::pending::<()>().await;
+        });
+    });
+    rx.recv().expect("the fake endpoint starts")
+});
+
+/// `--var` arguments for `job`: `OUT` always, `LLM_ENDPOINT` (the fake endpoint) for jobs
+/// that call a chat model, nothing else (defaults apply).
 fn var_args(job: &Path, out: &Path) -> Result<Vec<String>, Failed> {
     let text = std::fs::read_to_string(job).map_err(|e| format!("read {}: {e}", job.display()))?;
     for (name, has_default) in job_vars(&text) {
@@ -114,7 +139,11 @@ fn var_args(job: &Path, out: &Path) -> Result<Vec<String>, Failed> {
             .into());
         }
     }
-    Ok(vec!["--var".into(), format!("OUT={}", s(out))])
+    let mut args = vec!["--var".into(), format!("OUT={}", s(out))];
+    if job_vars(&text).iter().any(|(name, _)| name == "LLM_ENDPOINT") {
+        args.extend(["--var".into(), format!("LLM_ENDPOINT={}", *FAKE_LLM)]);
+    }
+    Ok(args)
 }
 
 fn rel_job(job: &Path) -> String {
