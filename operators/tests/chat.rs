@@ -7,7 +7,7 @@
 mod fake_endpoints;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use arrow::array::AsArray;
@@ -265,4 +265,70 @@ async fn bad_chat_options_are_named() {
     let session = session(&fake, &[], OnModelError::Fail).await;
     let err = session.sql("SELECT embed('llm', 'x')").await.unwrap_err().to_string();
     assert!(err.contains("not 'embedding'"), "{err}");
+}
+
+/// Dummy AWS credentials for SigV4, and no lookups outside the process.
+fn aws_env() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDSTRATATEST");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "strata-test-secret");
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/strata-test-aws-config");
+        std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/strata-test-aws-credentials");
+        std::env::remove_var("AWS_PROFILE");
+        std::env::remove_var("AWS_SESSION_TOKEN");
+    });
+}
+
+#[tokio::test]
+async fn bedrock_converse_with_a_prompt_cache_point() {
+    aws_env();
+    let fake = FakeEndpoint::start().await;
+    let opts = ModelOptions::new(
+        "claude",
+        [
+            ("provider", "bedrock".to_string()),
+            ("task", "chat".to_string()),
+            ("model_id", "anthropic.claude-3-haiku-20240307-v1:0".to_string()),
+            ("region", "us-east-1".to_string()),
+            ("endpoint", fake.base_url()),
+            ("system", "You are a careful assistant who answers in one line.".to_string()),
+            ("prompt_cache", "true".to_string()),
+            ("max_tokens", "64".to_string()),
+            ("temperature", "0.2".to_string()),
+            ("retry.base_ms", "1".to_string()),
+            ("retry.max_ms", "5".to_string()),
+        ],
+    );
+    let model = build_model("claude", opts, &ctx()).await.expect("model builds");
+    let chat = model.chat("ai_complete").unwrap().clone();
+    fake.script([Fault::throttled(None)]);
+    let first = chat.client.complete(&chat.settings.request("first question".into(), None)).await.unwrap();
+    let second = chat.client.complete(&chat.settings.request("second question".into(), None)).await.unwrap();
+    assert_eq!(first.text, fake_answer("first question"));
+    assert_eq!(second.text, fake_answer("second question"));
+    // The system prompt (10 words) is written to the prompt cache once, then read.
+    assert_eq!(first.usage.cache_write_tokens, Some(10));
+    assert_eq!(first.usage.cache_read_tokens, Some(0));
+    assert_eq!(second.usage.cache_read_tokens, Some(10));
+    assert_eq!(second.usage.input_tokens, Some(2));
+    let received = fake.received();
+    assert_eq!(received.len(), 3, "the ThrottlingException was retried");
+    assert_eq!(received[0].status, 429);
+    let body = &received[2].body;
+    assert!(received[2].path.ends_with("/converse"), "{}", received[2].path);
+    assert_eq!(body["system"][1]["cachePoint"]["type"], "default", "{body}");
+    assert_eq!(body["inferenceConfig"]["maxTokens"], 64);
+    assert_eq!(body["messages"][0]["content"][0]["text"], "second question");
+
+    // A validation error is not retried, and names the model.
+    let err = chat
+        .client
+        .complete(&chat.settings.request(format!("x {}", fake_endpoints::INVALID_PROMPT), None))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ValidationException") && err.contains("claude"), "{err}");
+    assert_eq!(fake.received().len(), 4);
 }

@@ -206,7 +206,7 @@ pub async fn build_model(name: &str, options: ModelOptions, ctx: &ModelContext) 
         }
     };
     if task == Task::Chat {
-        let chat = build_chat(name, &provider, &mut opts, ctx)?;
+        let chat = build_chat(name, &provider, &mut opts, ctx).await?;
         opts.finish()?;
         return Ok(Model {
             name: name.to_ascii_lowercase(),
@@ -244,7 +244,7 @@ pub async fn build_model(name: &str, options: ModelOptions, ctx: &ModelContext) 
 
 /// A chat model's client, outermost first: cache -> budget -> (rate limit -> retry ->
 /// provider, in the provider's client stack).
-fn build_chat(
+async fn build_chat(
     name: &str,
     provider: &str,
     opts: &mut ModelOptions,
@@ -255,14 +255,13 @@ fn build_chat(
     let cache_path = opts.take("cache.path").or_else(|| ctx.cache_path.clone());
     let client: Arc<dyn chat::ChatModel> = match provider {
         "openai" => remote::openai_chat(opts)?,
-        "local" | "bedrock" => {
+        "bedrock" => remote::bedrock_chat(opts).await?,
+        "local" => {
             return Err(opts.error(
                 "provider",
-                format!(
-                    "chat models with provider = '{provider}' are not available in this build \
-                     yet; use provider = 'openai' with any OpenAI-compatible endpoint (vLLM, \
-                     llama.cpp server, Ollama)"
-                ),
+                "local chat models are not available in this build yet; serve the model with \
+                 any OpenAI-compatible server (vLLM, llama.cpp server, Ollama) and use \
+                 provider = 'openai'",
             ))
         }
         other => {

@@ -5,7 +5,8 @@
 //! Faults are a script: each request takes the next scripted [`Fault`] (if any), else the
 //! standing one (if set), else it is answered normally. Answers are deterministic
 //! ([`fake_vector`], [`fake_answer`]), so tests can check values and order. Chat:
-//! `POST /v1/chat/completions`. A latency can be set for every answer.
+//! `POST /v1/chat/completions` and Bedrock `POST /model/{id}/converse` (with prompt-cache
+//! usage for a `cachePoint` after the system prompt). A latency can be set for every answer.
 
 #![allow(dead_code)]
 
@@ -117,6 +118,9 @@ struct State {
     standing: Mutex<Option<Fault>>,
     received: Mutex<Vec<Received>>,
     latency: Mutex<std::time::Duration>,
+    /// System prompts seen before a `cachePoint` (Converse): the first call writes the
+    /// prompt cache, later ones read it.
+    cached_prefixes: Mutex<std::collections::HashSet<String>>,
 }
 
 /// A fake endpoint serving both the OpenAI and the Bedrock routes. Stops when dropped.
@@ -263,6 +267,7 @@ async fn handle(
             openai_embeddings(&body, wrong)
         }
         (_, "/v1/chat/completions") => openai_chat(&body),
+        (_, p) if bedrock && p.ends_with("/converse") => bedrock_converse(&state, &body),
         (_, p) if bedrock && p.ends_with("/invoke") => {
             let model = percent_decode(&p["/model/".len()..p.len() - "/invoke".len()]);
             bedrock_invoke(&model, &body)
@@ -394,6 +399,54 @@ fn openai_chat(body: &Value) -> Response<Full<Bytes>> {
                          "message": {"role": "assistant", "content": answer}}],
             "usage": {"prompt_tokens": input, "completion_tokens": output,
                       "total_tokens": input + output},
+        }),
+    )
+}
+
+fn bedrock_converse(state: &State, body: &Value) -> Response<Full<Bytes>> {
+    let text_of = |blocks: &Value| -> String {
+        blocks
+            .as_array()
+            .map(|b| b.iter().filter_map(|c| c["text"].as_str()).collect::<Vec<_>>().join(""))
+            .unwrap_or_default()
+    };
+    let Some(prompt) = body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .map(|m| text_of(&m["content"]))
+    else {
+        return error_response(true, 400, None, "ValidationException", "messages is required");
+    };
+    if prompt.contains(INVALID_PROMPT) {
+        return error_response(true, 400, None, "ValidationException", "the prompt is not allowed");
+    }
+    let system = text_of(&body["system"]);
+    let cache_point = body["system"]
+        .as_array()
+        .is_some_and(|b| b.iter().any(|c| c.get("cachePoint").is_some()));
+    let system_tokens = fake_tokens(&system);
+    let (input, read, write) = if cache_point && system_tokens > 0 {
+        let fresh = state.cached_prefixes.lock().unwrap().insert(system.clone());
+        if fresh {
+            (fake_tokens(&prompt), 0, system_tokens)
+        } else {
+            (fake_tokens(&prompt), system_tokens, 0)
+        }
+    } else {
+        (fake_tokens(&prompt) + system_tokens, 0, 0)
+    };
+    let answer = fake_answer(&prompt);
+    let max_tokens = body["inferenceConfig"]["maxTokens"].as_u64().unwrap_or(u64::MAX);
+    let output = fake_tokens(&answer).min(max_tokens);
+    json_response(
+        200,
+        json!({
+            "output": {"message": {"role": "assistant", "content": [{"text": answer}]}},
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": input, "outputTokens": output,
+                      "totalTokens": input + output + read + write,
+                      "cacheReadInputTokens": read, "cacheWriteInputTokens": write},
+            "metrics": {"latencyMs": 1},
         }),
     )
 }

@@ -130,54 +130,15 @@ impl BedrockEmbeddings {
     fn classify(
         error: &SdkError<InvokeModelError, aws_sdk_bedrockruntime::config::http::HttpResponse>,
     ) -> CallError {
-        let status = error.raw_response().map(|r| r.status().as_u16());
-        let retry_after = error
-            .raw_response()
-            .and_then(|r| r.headers().get("retry-after"))
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let (kind, code, message) = match error {
-            SdkError::ServiceError(ctx) => {
-                let e = ctx.err();
-                let kind = match e {
-                    InvokeModelError::ThrottlingException(_)
-                    | InvokeModelError::ServiceQuotaExceededException(_) => ErrorKind::Throttled,
-                    InvokeModelError::InternalServerException(_)
-                    | InvokeModelError::ServiceUnavailableException(_)
-                    | InvokeModelError::ModelNotReadyException(_) => ErrorKind::Server,
-                    InvokeModelError::ModelTimeoutException(_) => ErrorKind::Timeout,
-                    _ => match status {
-                        Some(429) => ErrorKind::Throttled,
-                        Some(s) if s >= 500 => ErrorKind::Server,
-                        _ => ErrorKind::Client,
-                    },
-                };
-                let message = e
-                    .message()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| DisplayErrorContext(error).to_string());
-                (kind, e.code().map(str::to_string), message)
-            }
-            SdkError::TimeoutError(_) => (ErrorKind::Timeout, None, describe(error)),
-            SdkError::DispatchFailure(d) => {
-                let kind = if d.is_timeout() {
-                    ErrorKind::Timeout
-                } else if d.is_io() {
-                    ErrorKind::Connect
-                } else {
-                    ErrorKind::Client
-                };
-                (kind, None, describe(error))
-            }
-            SdkError::ResponseError(_) => (ErrorKind::Server, None, describe(error)),
-            _ => (ErrorKind::Client, None, describe(error)),
-        };
-        CallError {
-            kind,
-            status,
-            code,
-            message,
-            retry_after,
-        }
+        classify_sdk_error(error, |e| match e {
+            InvokeModelError::ThrottlingException(_)
+            | InvokeModelError::ServiceQuotaExceededException(_) => Some(ErrorKind::Throttled),
+            InvokeModelError::InternalServerException(_)
+            | InvokeModelError::ServiceUnavailableException(_)
+            | InvokeModelError::ModelNotReadyException(_) => Some(ErrorKind::Server),
+            InvokeModelError::ModelTimeoutException(_) => Some(ErrorKind::Timeout),
+            _ => None,
+        })
     }
 
     fn decode(&self, body: &[u8], texts: usize) -> Result<Reply<Vec<f32>>, CallError> {
@@ -338,76 +299,14 @@ impl BedrockEmbedder {
                 DEFAULT_MAX_CONCURRENCY,
             )?,
         };
-        let timeout = take_timeout(opts)?;
-        let region = opts.take("region");
-        let endpoint = opts.take("endpoint");
-        if let Some(ep) = &endpoint {
-            let ok = reqwest::Url::parse(ep)
-                .map(|u| matches!(u.scheme(), "http" | "https"))
-                .unwrap_or(false);
-            if !ok {
-                return Err(opts.error(
-                    "endpoint",
-                    format!("'{ep}' must be an http:// or https:// URL"),
-                ));
-            }
-        }
-
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http)
-            // The client stack is the only place that retries.
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT.min(timeout))
-                    .operation_attempt_timeout(timeout)
-                    .build(),
-            );
-        if let Some(region) = &region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        if let Some(endpoint) = &endpoint {
-            loader = loader.endpoint_url(endpoint.clone());
-        }
-        let sdk = loader.load().await;
-        let Some(region) = sdk.region().map(|r| r.to_string()) else {
-            return Err(opts.error(
-                "region",
-                "no AWS region: set region = 'us-east-1' (or the AWS_REGION environment variable)",
-            ));
-        };
-        let no_credentials = |detail: String| OperatorError::Model {
-            model: opts.model().to_string(),
-            key: None,
-            message: detail,
-        };
-        let credentials = sdk
-            .credentials_provider()
-            .ok_or_else(|| no_credentials("no AWS credentials provider is configured".into()))?;
-        if let Err(e) = credentials.provide_credentials().await {
-            return Err(no_credentials(format!(
-                "no AWS credentials found in the standard chain (AWS_ACCESS_KEY_ID and \
-                     AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws, web identity, container or \
-                     instance role): {}",
-                DisplayErrorContext(&e)
-            )));
-        }
-        let target = match &endpoint {
-            Some(ep) => format!("bedrock InvokeModel at {ep}"),
-            None => format!("bedrock InvokeModel in {region}"),
-        };
+        let (client, target) = runtime_client(opts, "InvokeModel").await?;
         let identity = ModelIdentity {
             name: opts.model().to_ascii_lowercase(),
             provider: "bedrock",
             model_id: model_id.clone(),
         };
         let provider = BedrockEmbeddings {
-            client: aws_sdk_bedrockruntime::Client::new(&sdk),
+            client,
             model_id,
             target,
             family,
@@ -463,6 +362,131 @@ impl Embedder for BedrockEmbedder {
             .collect();
         in_order(calls, self.plan.max_concurrency).await
     }
+}
+
+/// Classify a Bedrock runtime SDK error for the retry layer. `service_kind` maps the
+/// operation's modelled errors; anything it leaves out is classified by HTTP status
+/// (429 throttled, 5xx server, other client).
+pub(super) fn classify_sdk_error<E>(
+    error: &SdkError<E, aws_sdk_bedrockruntime::config::http::HttpResponse>,
+    service_kind: impl Fn(&E) -> Option<ErrorKind>,
+) -> CallError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let status = error.raw_response().map(|r| r.status().as_u16());
+    let retry_after = error
+        .raw_response()
+        .and_then(|r| r.headers().get("retry-after"))
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let (kind, code, message) = match error {
+        SdkError::ServiceError(ctx) => {
+            let e = ctx.err();
+            let kind = service_kind(e).unwrap_or(match status {
+                Some(429) => ErrorKind::Throttled,
+                Some(s) if s >= 500 => ErrorKind::Server,
+                _ => ErrorKind::Client,
+            });
+            let message = e
+                .message()
+                .map(str::to_string)
+                .unwrap_or_else(|| DisplayErrorContext(error).to_string());
+            (kind, e.code().map(str::to_string), message)
+        }
+        SdkError::TimeoutError(_) => (ErrorKind::Timeout, None, describe(error)),
+        SdkError::DispatchFailure(d) => {
+            let kind = if d.is_timeout() {
+                ErrorKind::Timeout
+            } else if d.is_io() {
+                ErrorKind::Connect
+            } else {
+                ErrorKind::Client
+            };
+            (kind, None, describe(error))
+        }
+        SdkError::ResponseError(_) => (ErrorKind::Server, None, describe(error)),
+        _ => (ErrorKind::Client, None, describe(error)),
+    };
+    CallError {
+        kind,
+        status,
+        code,
+        message,
+        retry_after,
+    }
+}
+
+/// `region`, `endpoint` and `timeout_ms`: a Bedrock runtime client with the SDK's retries
+/// off (the client stack retries), credentials and region resolved now (a missing one is a
+/// plan error), and the target named in errors (`bedrock {operation} in us-east-1`).
+pub(super) async fn runtime_client(
+    opts: &mut ModelOptions,
+    operation: &str,
+) -> Result<(aws_sdk_bedrockruntime::Client, String)> {
+    let timeout = take_timeout(opts)?;
+    let region = opts.take("region");
+    let endpoint = opts.take("endpoint");
+    if let Some(ep) = &endpoint {
+        let ok = reqwest::Url::parse(ep)
+            .map(|u| matches!(u.scheme(), "http" | "https"))
+            .unwrap_or(false);
+        if !ok {
+            return Err(opts.error(
+                "endpoint",
+                format!("'{ep}' must be an http:// or https:// URL"),
+            ));
+        }
+    }
+
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        // The client stack is the only place that retries.
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+                .operation_attempt_timeout(timeout)
+                .build(),
+        );
+    if let Some(region) = &region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(endpoint) = &endpoint {
+        loader = loader.endpoint_url(endpoint.clone());
+    }
+    let sdk = loader.load().await;
+    let Some(region) = sdk.region().map(|r| r.to_string()) else {
+        return Err(opts.error(
+            "region",
+            "no AWS region: set region = 'us-east-1' (or the AWS_REGION environment variable)",
+        ));
+    };
+    let no_credentials = |detail: String| OperatorError::Model {
+        model: opts.model().to_string(),
+        key: None,
+        message: detail,
+    };
+    let credentials = sdk
+        .credentials_provider()
+        .ok_or_else(|| no_credentials("no AWS credentials provider is configured".into()))?;
+    if let Err(e) = credentials.provide_credentials().await {
+        return Err(no_credentials(format!(
+            "no AWS credentials found in the standard chain (AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws, web identity, container or \
+                 instance role): {}",
+            DisplayErrorContext(&e)
+        )));
+    }
+    let target = match &endpoint {
+        Some(ep) => format!("bedrock {operation} at {ep}"),
+        None => format!("bedrock {operation} in {region}"),
+    };
+    Ok((aws_sdk_bedrockruntime::Client::new(&sdk), target))
 }
 
 /// Convenience for [`super::bedrock_embedder`].

@@ -8,6 +8,7 @@
 //! only its wire format. Providers never retry; nothing outside [`stack`] does either.
 
 pub mod bedrock;
+pub mod converse;
 pub mod limits;
 pub mod openai;
 pub mod retry;
@@ -29,6 +30,11 @@ pub fn openai_embedder(opts: &mut ModelOptions) -> Result<Arc<dyn Embedder>> {
 /// `provider = 'openai'`, `task = 'chat'`: see [`openai::OpenAiChat::from_options`].
 pub fn openai_chat(opts: &mut ModelOptions) -> Result<Arc<dyn super::chat::ChatModel>> {
     openai::build_chat(opts)
+}
+
+/// `provider = 'bedrock'`, `task = 'chat'`: see [`converse::BedrockChat::from_options`].
+pub async fn bedrock_chat(opts: &mut ModelOptions) -> Result<Arc<dyn super::chat::ChatModel>> {
+    converse::build(opts).await
 }
 
 /// `provider = 'bedrock'`, `task = 'embedding'`: see [`bedrock::BedrockEmbedder::from_options`].
