@@ -187,3 +187,111 @@ async fn bad_model_settings_are_plan_errors() {
     }
     assert!(fake.received().is_empty(), "planning makes no model calls");
 }
+
+/// `cost_usd` (Decimal128(38, 10), written by Arrow's JSON as text) in units of 1e-10 USD.
+fn cost_units(v: &Value) -> i128 {
+    let text = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    assert!(frac.len() <= 10, "cost_usd {text} has more than 10 decimals");
+    let frac = format!("{frac:0<10}");
+    int.parse::<i128>().unwrap() * 10_000_000_000 + frac.parse::<i128>().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_has_a_row_per_attempt_and_exact_costs() {
+    let fake = FakeEndpoint::start().await;
+    fake.throttle_every(4);
+    let dir = tempdir();
+    let input = dir.path().join("docs.jsonl");
+    write_docs(&input, &[7]);
+    let usage = dir.path().join("usage");
+    let cache = dir.path().join("cache");
+    let settings = format!(
+        "SET usage.path = '{}'; SET job.feature = 'digest'; SET cache.path = '{}'; SET job.on_model_error = 'null';",
+        s(&usage),
+        s(&cache)
+    );
+    let prices = ", 'price.input_per_1m' = '10', 'price.output_per_1m' = '20'";
+    let out = dir.path().join("out1");
+    let job1 = write_job(dir.path(), "u1.sql", &job(&fake, &input, &out, &settings, prices));
+    let d = dir.path().to_path_buf();
+    let res = tokio::task::spawn_blocking(move || run(&d, &job1, "ckpt1")).await.unwrap();
+    let summary = res.summary("usage run");
+    let received = fake.received();
+    assert_eq!(summary.sinks["usage"].rows, received.len() as u64, "{summary:?}");
+
+    let rows = table_rows(&usage);
+    assert_eq!(rows.len(), received.len(), "one usage row per attempt the endpoint saw");
+    let count = |status: &str| rows.iter().filter(|r| r["status"] == status).count();
+    let seen = |code: u16| received.iter().filter(|r| r.status == code).count();
+    assert_eq!(count("ok"), seen(200));
+    assert_eq!(count("throttled"), seen(429));
+    assert_eq!(count("client_error"), seen(400), "the invalid prompt: one attempt, not retried");
+    assert!(seen(429) > 0 && seen(400) == 1);
+
+    // Tokens as the endpoint counted them (words), costs exact to the last digit.
+    let fake_in: u64 = received
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| {
+            r.body["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| fake_endpoints::fake_tokens(m["content"].as_str().unwrap()))
+                .sum::<u64>()
+        })
+        .sum();
+    let tokens = |col: &str| rows.iter().map(|r| r[col].as_i64().unwrap()).sum::<i64>();
+    assert_eq!(tokens("input_tokens") as u64, fake_in);
+    let cost: i128 = rows.iter().map(|r| cost_units(&r["cost_usd"])).sum();
+    let want = (tokens("input_tokens") as i128 * 10 + tokens("output_tokens") as i128 * 20) * 10_000;
+    assert_eq!(cost, want, "cost_usd sums to the price times the tokens");
+    for r in &rows {
+        assert_eq!(r["job"], "u1");
+        assert_eq!(r["feature"], "digest");
+        assert_eq!(r["model"], "llm");
+        assert_eq!(r["model_id"], "fake-chat");
+        assert_eq!(r["provider"], "openai");
+        assert_eq!(r["operation"], "chat");
+        assert_eq!(r["prompt_version"], "summarize-v1");
+        assert_eq!(r["cache_hit"], false);
+        if r["status"] != "ok" {
+            assert_eq!(r["input_tokens"], 0, "a failed attempt records 0 tokens");
+            assert_eq!(cost_units(&r["cost_usd"]), 0);
+        }
+    }
+    // Retries of one row share its request id; attempts count up from 1.
+    let mut by_request: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for r in &rows {
+        by_request.entry(r["request_id"].as_str().unwrap().to_string()).or_default().push(r["attempt"].as_i64().unwrap());
+    }
+    assert_eq!(by_request.len(), N, "one request id per row");
+    for attempts in by_request.values_mut() {
+        attempts.sort();
+        assert_eq!(*attempts, (1..=attempts.len() as i64).collect::<Vec<_>>());
+    }
+    // Partitioned by UTC day and hour; the columns live in the folder names only.
+    let files = read_table(&usage);
+    assert!(files.iter().all(|f| f.rel.starts_with("dt=") && f.rel.contains("/hour=")), "{:?}", files.iter().map(|f| &f.rel).collect::<Vec<_>>());
+
+    // A rerun answered from the cache: one cache-hit row per answered row, no tokens, no cost.
+    let usage2 = dir.path().join("usage2");
+    let settings2 = settings.replace(s(&usage), s(&usage2));
+    let out2 = dir.path().join("out2");
+    let job2 = write_job(dir.path(), "u2.sql", &job(&fake, &input, &out2, &settings2, prices));
+    let before = fake.received().len();
+    let d = dir.path().to_path_buf();
+    let res = tokio::task::spawn_blocking(move || run(&d, &job2, "ckpt2")).await.unwrap();
+    res.summary("cached rerun");
+    let after = fake.received().len();
+    let rows2 = table_rows(&usage2);
+    let hits: Vec<_> = rows2.iter().filter(|r| r["cache_hit"] == true).collect();
+    assert_eq!(hits.len(), N - 1, "every answered row is a hit");
+    assert!(hits.iter().all(|r| r["input_tokens"] == 0 && cost_units(&r["cost_usd"]) == 0));
+    // The invalid row is asked again (errors are not cached): its attempt is a row too.
+    assert_eq!(rows2.len() - hits.len(), after - before);
+}

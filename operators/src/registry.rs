@@ -29,6 +29,8 @@ pub struct OperatorConfig {
     pub cache_path: Option<String>,
     /// `SET job.max_cost_usd`.
     pub max_cost_usd: Option<crate::models::chat::Money>,
+    /// `SET usage.path`: the job's usage rows, collected per epoch.
+    pub usage: Option<Arc<crate::models::usage::UsageLog>>,
 }
 
 impl OperatorConfig {
@@ -44,6 +46,7 @@ impl OperatorConfig {
             on_model_error: OnModelError::default(),
             cache_path: None,
             max_cost_usd: None,
+            usage: None,
         }
     }
 }

@@ -18,6 +18,6 @@ pub mod telemetry;
 pub use bad_data::{BadDataPolicy, BadRecord};
 pub use error::{PipelineError, Result};
 pub use runtime::{run, InsertBinding, Job, Shutdown, SourceBinding};
-pub use sink::{EpochWriter, Sink, SinkStats, StagedEpoch};
+pub use sink::{EpochWriter, SideOutput, Sink, SinkStats, StagedEpoch};
 pub use source::{CommitHook, EpochLimits, Source, SourceEpoch, SplitRange};
 pub use table::EpochTable;

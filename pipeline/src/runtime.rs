@@ -80,6 +80,8 @@ pub struct Job {
     pub limits: EpochLimits,
     /// Show a progress bar when on a terminal.
     pub progress_bar: bool,
+    /// Side outputs (model usage) and their sinks, drained after each epoch's queries.
+    pub side_outputs: Vec<(Arc<dyn Sink>, Arc<dyn crate::SideOutput>)>,
 }
 
 /// Set to stop after the current epoch (SIGINT/SIGTERM).
@@ -161,10 +163,12 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
         checkpoint,
         limits,
         progress_bar,
+        side_outputs,
     } = job;
 
     let recovery = checkpoint.recover().await?;
     let mut all_sinks: Vec<Arc<dyn Sink>> = inserts.iter().map(|i| i.sink.clone()).collect();
+    all_sinks.extend(side_outputs.iter().map(|(sink, _)| sink.clone()));
     all_sinks.extend(sources.iter().filter_map(|s| s.dead_letter.clone()));
     let mut seen = BTreeSet::new();
     for sink in &all_sinks {
@@ -217,11 +221,11 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
         .map(|b| (b.0.clone(), SourceSummary::default()))
         .collect();
     let mut summary_sinks: BTreeMap<String, SinkSummary> = BTreeMap::new();
-    for i in &inserts {
+    for sink in inserts.iter().map(|i| &i.sink).chain(side_outputs.iter().map(|(s, _)| s)) {
         summary_sinks
-            .entry(i.sink.name().to_string())
+            .entry(sink.name().to_string())
             .or_insert_with(|| SinkSummary {
-                location: i.sink.location(),
+                location: sink.location(),
                 stats: SinkStats::default(),
             });
     }
@@ -305,7 +309,17 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
                     Ok((sink, w.finish().await?))
                 }));
             }
-            let staged: Vec<(Arc<dyn Sink>, Box<dyn StagedEpoch>)> = futures::future::try_join_all(jobs).await?;
+            let mut staged: Vec<(Arc<dyn Sink>, Box<dyn StagedEpoch>)> = futures::future::try_join_all(jobs).await?;
+            // Side outputs (usage) hold what the queries above produced; they are staged
+            // only now, when every query of the epoch has finished.
+            for (idx, (sink, output)) in side_outputs.iter().enumerate() {
+                if let Some(batch) = output.drain() {
+                    let info = EpochInfo { epoch, file_stem: file_stem(&job_name, sink.name(), usize::MAX / 2 - idx, &offsets), started_micros };
+                    let mut w = sink.begin_epoch(&info).await?;
+                    w.write(batch).await?;
+                    staged.push((sink.clone(), w.finish().await?));
+                }
+            }
             for (_, table, _, _) in &bindings {
                 table.clear().map_err(|e| PipelineError::Execution { sink: "-".into(), source: e })?;
             }

@@ -88,3 +88,12 @@ pub trait StagedEpoch: Send {
     /// Make every staged object visible, each in one atomic step. Idempotent.
     async fn publish(self: Box<Self>) -> Result<SinkStats>;
 }
+
+/// Rows a job produces on the side while its queries run (model usage), written with the
+/// epoch that produced them: the runtime drains every side output after the epoch's
+/// queries finish and stages the batch into its sink next to the epoch's other output, so
+/// it is published (and replayed) exactly like them.
+pub trait SideOutput: Send + Sync + std::fmt::Debug {
+    /// Everything collected since the last call, in the sink's schema; `None` when nothing.
+    fn drain(&self) -> Option<RecordBatch>;
+}

@@ -76,6 +76,11 @@ const SETTINGS: &[(&str, &str)] = &[
         "stop before the chat models' spend could pass this many USD (needs 'price.*' on the models)",
     ),
     (
+        "usage.path",
+        "write one usage row per model call attempt as Parquet under dt=YYYY-MM-DD/hour=HH/ (local folder or s3:// URL)",
+    ),
+    ("job.feature", "the feature name written in every usage row"),
+    (
         "job.on_model_error",
         "what a row gets when its ai_* call fails after the retries: 'fail' (default) or 'null'",
     ),
@@ -272,6 +277,7 @@ async fn build_models(
         budget: operators
             .max_cost_usd
             .map(|limit| Arc::new(strata_operators::models::chat::Budget::new(limit))),
+        usage: operators.usage.clone(),
     };
     let mut registry = ModelRegistry::default();
     for m in defs {
@@ -538,6 +544,22 @@ pub async fn plan_text(
     let mut operators = opts.operators.clone();
     operators.pii = pii_config(file, &settings, &operators.pii)?;
     model_settings(file, &settings, &mut operators)?;
+    let usage_path = settings.get("usage.path").cloned();
+    match (&usage_path, settings.get("job.feature")) {
+        (Some(_), feature) => {
+            operators.usage = Some(Arc::new(strata_operators::models::usage::UsageLog::new(
+                &job_name,
+                feature.map(|(v, _)| v.trim().to_string()),
+            )));
+        }
+        (None, Some((_, pos))) => {
+            return Err(pos.error(
+                file,
+                "job.feature is written in the usage rows: set usage.path too (SET usage.path = 's3://bucket/usage/')",
+            ))
+        }
+        (None, None) => {}
+    }
     operators.models = Arc::new(build_models(file, &model_defs, &operators).await?);
     strata_operators::register_all(&ctx, &operators);
 
@@ -738,6 +760,36 @@ pub async fn plan_text(
         }
     }
 
+    // The usage table: every model-call attempt, written with the epoch that made it.
+    let mut side_outputs: Vec<(Arc<dyn strata_pipeline::Sink>, Arc<dyn strata_pipeline::SideOutput>)> = Vec::new();
+    if let (Some((path, pos)), Some(log)) = (&usage_path, &operators.usage) {
+        if tables.iter().any(|t| t.name.eq_ignore_ascii_case("usage")) {
+            return Err(pos.error(file, "usage.path writes a table named 'usage', and the job declares one too: rename the declared table"));
+        }
+        let c = connector("parquet").expect("the parquet connector is built in");
+        let decl = TableDecl {
+            name: "usage".into(),
+            schema: None,
+            options: strata_connectors::options::TableOptions::from_pairs([
+                ("connector", "parquet"),
+                ("path", path.trim()),
+                ("partition_by", "dt, hour"),
+            ]),
+        };
+        let schema = strata_operators::models::usage::UsageLog::schema();
+        let sink = c
+            .create_sink(&decl, schema.clone(), &cctx)
+            .await
+            .map_err(|e| pos.error(file, format!("usage.path: {e}")))?;
+        sink_infos.push(TableInfo {
+            name: "usage".into(),
+            connector: "parquet".into(),
+            options: vec![("path".into(), path.trim().to_string()), ("partition_by".into(), "dt, hour".into())],
+            schema,
+        });
+        side_outputs.push((sink, log.clone()));
+    }
+
     let explain = Explain {
         job: job_name.clone(),
         checkpoint: checkpoint_loc.url.clone(),
@@ -769,6 +821,7 @@ pub async fn plan_text(
         checkpoint: Checkpoint::new(checkpoint_loc),
         limits,
         progress_bar: opts.progress_bar,
+        side_outputs,
     };
     Ok(PlannedJob { job, explain })
 }

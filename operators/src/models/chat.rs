@@ -409,12 +409,20 @@ pub struct Cached {
     store: Arc<dyn ObjectStore>,
     prefix: ObjPath,
     url: String,
+    /// Where hits are recorded (usage rows with `cache_hit`, no tokens, no cost).
+    usage: Option<(Arc<super::usage::UsageLog>, super::usage::UsageModel)>,
 }
 
 impl Cached {
     /// Wrap `inner` (model alias `model`) with a cache at `location`.
-    pub fn new(model: &str, inner: Arc<dyn ChatModel>, location: strata_pipeline::storage::StorageLocation) -> Self {
+    pub fn new(
+        model: &str,
+        inner: Arc<dyn ChatModel>,
+        location: strata_pipeline::storage::StorageLocation,
+        usage: Option<(Arc<super::usage::UsageLog>, super::usage::UsageModel)>,
+    ) -> Self {
         Self {
+            usage,
             model: model.to_string(),
             inner,
             prefix: location.child(model),
@@ -446,6 +454,9 @@ impl ChatModel for Cached {
             Ok(got) => match got.bytes().await.ok().and_then(|b| serde_json::from_slice::<CacheEntry>(&b).ok()) {
                 Some(e) if e.model_id == model_id => {
                     self.count("hit");
+                    if let Some((log, model)) = &self.usage {
+                        log.record(model.cache_hit_row(model_id));
+                    }
                     return Ok(ChatReply {
                         text: e.text,
                         usage: TokenUsage {

@@ -14,6 +14,7 @@ pub mod guardrail;
 pub mod local;
 pub mod options;
 pub mod remote;
+pub mod usage;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -119,6 +120,8 @@ pub struct ModelContext {
     pub cache_path: Option<String>,
     /// `SET job.max_cost_usd`, shared by every chat model of the job.
     pub budget: Option<Arc<chat::Budget>>,
+    /// `SET usage.path`: where every attempt's usage row goes.
+    pub usage: Option<Arc<usage::UsageLog>>,
 }
 
 impl ModelContext {
@@ -129,6 +132,7 @@ impl ModelContext {
             pii: Default::default(),
             cache_path: None,
             budget: None,
+            usage: None,
         }
     }
 }
@@ -216,10 +220,12 @@ pub async fn build_model(name: &str, options: ModelOptions, ctx: &ModelContext) 
             chat: Some(chat),
         });
     }
+    let prices = chat::Prices::from_options(&mut opts)?;
+    let observer = observer(name, &provider, "embedding", prices, ctx);
     let embedder: Arc<dyn Embedder> = match provider.as_str() {
         "local" => Arc::new(local::LocalEmbedder::load(&mut opts, ctx)?),
-        "openai" => remote::openai_embedder(&mut opts)?,
-        "bedrock" => remote::bedrock_embedder(&mut opts).await?,
+        "openai" => remote::openai_embedder(&mut opts, observer)?,
+        "bedrock" => remote::bedrock_embedder(&mut opts, observer).await?,
         other => {
             return Err(opts.error(
                 "provider",
@@ -242,6 +248,27 @@ pub async fn build_model(name: &str, options: ModelOptions, ctx: &ModelContext) 
     })
 }
 
+/// The usage observer of a model's client stack, when the job writes usage.
+fn observer(
+    name: &str,
+    provider: &str,
+    operation: &'static str,
+    prices: chat::Prices,
+    ctx: &ModelContext,
+) -> remote::Observer {
+    ctx.usage.as_ref().map(|log| {
+        Arc::new(usage::UsageObserver::new(
+            log.clone(),
+            usage::UsageModel {
+                model: name.to_ascii_lowercase(),
+                provider: provider.to_string(),
+                operation,
+                prices,
+            },
+        )) as Arc<dyn remote::stack::AttemptObserver>
+    })
+}
+
 /// A chat model's client, outermost first: cache -> budget -> (rate limit -> retry ->
 /// provider, in the provider's client stack).
 async fn build_chat(
@@ -253,9 +280,10 @@ async fn build_chat(
     let settings = chat::ChatSettings::from_options(opts)?;
     let prices = chat::Prices::from_options(opts)?;
     let cache_path = opts.take("cache.path").or_else(|| ctx.cache_path.clone());
+    let observer = observer(name, provider, "chat", prices, ctx);
     let client: Arc<dyn chat::ChatModel> = match provider {
-        "openai" => remote::openai_chat(opts)?,
-        "bedrock" => remote::bedrock_chat(opts).await?,
+        "openai" => remote::openai_chat(opts, observer)?,
+        "bedrock" => remote::bedrock_chat(opts, observer).await?,
         "local" => {
             return Err(opts.error(
                 "provider",
@@ -285,7 +313,15 @@ async fn build_chat(
         Some(path) => {
             let location = strata_pipeline::storage::resolve(&path, &BTreeMap::new())
                 .map_err(|e| opts.error("cache.path", e.to_string()))?;
-            Arc::new(chat::Cached::new(&name.to_ascii_lowercase(), client, location))
+            let hits = ctx.usage.clone().map(|log| {
+                (log, usage::UsageModel {
+                    model: name.to_ascii_lowercase(),
+                    provider: provider.to_string(),
+                    operation: "chat",
+                    prices,
+                })
+            });
+            Arc::new(chat::Cached::new(&name.to_ascii_lowercase(), client, location, hits))
         }
     };
     Ok(Chat { client, settings })

@@ -29,6 +29,7 @@ use futures::StreamExt;
 
 use super::{scalar_i64, scalar_str, string_values};
 use crate::error::OperatorError;
+use crate::models::usage::{with_call, CallContext};
 use crate::models::ModelRegistry;
 
 /// Version of the `ai_summarize` prompt template. Changing the template means a new version
@@ -294,7 +295,10 @@ impl AsyncScalarUDFImpl for AiFunc {
         let mut out: Vec<Option<String>> = vec![None; texts.len()];
         let client = &chat.client;
         let mut answers = futures::stream::iter(requests)
-            .map(|(row, request)| async move { (row, client.complete(&request).await) })
+            .map(|(row, request)| async move {
+                let call = CallContext::new(self.kind.prompt_version());
+                (row, with_call(call, client.complete(&request)).await)
+            })
             .buffered(chat.settings.max_concurrency.max(1));
         while let Some((row, answer)) = answers.next().await {
             match answer {

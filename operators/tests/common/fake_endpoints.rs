@@ -121,6 +121,9 @@ struct State {
     /// System prompts seen before a `cachePoint` (Converse): the first call writes the
     /// prompt cache, later ones read it.
     cached_prefixes: Mutex<std::collections::HashSet<String>>,
+    /// Throttle every n-th request (0: never), counted over all requests.
+    throttle_every: std::sync::atomic::AtomicU64,
+    requests: std::sync::atomic::AtomicU64,
 }
 
 /// A fake endpoint serving both the OpenAI and the Bedrock routes. Stops when dropped.
@@ -187,6 +190,14 @@ impl FakeEndpoint {
         *self.state.latency.lock().unwrap() = latency;
     }
 
+    /// Answer every `n`-th request (the 5th, 10th, ...) with HTTP 429 and no `Retry-After`:
+    /// `n = 5` throttles 20% of the responses. 0 turns it off.
+    pub fn throttle_every(&self, n: u64) {
+        self.state
+            .throttle_every
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Every request so far, in arrival order.
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().unwrap().clone()
@@ -240,9 +251,12 @@ async fn handle(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let seq = state.requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    let every = state.throttle_every.load(std::sync::atomic::Ordering::SeqCst);
     let fault = {
         let next = state.script.lock().unwrap().pop_front();
         next.or_else(|| state.standing.lock().unwrap().clone())
+            .or_else(|| (every > 0 && seq % every == 0).then(|| Fault::throttled(None)))
     };
     let latency = *state.latency.lock().unwrap();
     if !latency.is_zero() {

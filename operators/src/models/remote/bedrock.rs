@@ -490,7 +490,13 @@ pub(super) async fn runtime_client(
 }
 
 /// Convenience for [`super::bedrock_embedder`].
-pub(super) async fn build(opts: &mut ModelOptions) -> Result<Arc<dyn Embedder>> {
-    let config = StackConfig::from_options(opts)?;
+pub(super) async fn build(
+    opts: &mut ModelOptions,
+    observer: Option<Arc<dyn super::stack::AttemptObserver>>,
+) -> Result<Arc<dyn Embedder>> {
+    let config = StackConfig {
+        observer,
+        ..StackConfig::from_options(opts)?
+    };
     Ok(Arc::new(BedrockEmbedder::from_options(opts, config).await?))
 }

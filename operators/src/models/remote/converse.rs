@@ -194,7 +194,13 @@ impl ChatModel for BedrockChat {
 }
 
 /// `provider = 'bedrock'`, `task = 'chat'`.
-pub(super) async fn build(opts: &mut ModelOptions) -> Result<Arc<dyn ChatModel>> {
-    let config = StackConfig::from_options(opts)?;
+pub(super) async fn build(
+    opts: &mut ModelOptions,
+    observer: Option<Arc<dyn super::stack::AttemptObserver>>,
+) -> Result<Arc<dyn ChatModel>> {
+    let config = StackConfig {
+        observer,
+        ..StackConfig::from_options(opts)?
+    };
     Ok(Arc::new(BedrockChat::from_options(opts, config).await?))
 }

@@ -23,23 +23,35 @@ use super::{Embedder, ModelOptions};
 use crate::error::Result;
 
 /// `provider = 'openai'`, `task = 'embedding'`: see [`openai::OpenAiEmbedder::from_options`].
-pub fn openai_embedder(opts: &mut ModelOptions) -> Result<Arc<dyn Embedder>> {
-    openai::build(opts)
+pub fn openai_embedder(opts: &mut ModelOptions, observer: Observer) -> Result<Arc<dyn Embedder>> {
+    openai::build(opts, observer)
 }
 
+/// Told of every attempt (the usage log), if anyone listens.
+pub type Observer = Option<Arc<dyn stack::AttemptObserver>>;
+
 /// `provider = 'openai'`, `task = 'chat'`: see [`openai::OpenAiChat::from_options`].
-pub fn openai_chat(opts: &mut ModelOptions) -> Result<Arc<dyn super::chat::ChatModel>> {
-    openai::build_chat(opts)
+pub fn openai_chat(
+    opts: &mut ModelOptions,
+    observer: Observer,
+) -> Result<Arc<dyn super::chat::ChatModel>> {
+    openai::build_chat(opts, observer)
 }
 
 /// `provider = 'bedrock'`, `task = 'chat'`: see [`converse::BedrockChat::from_options`].
-pub async fn bedrock_chat(opts: &mut ModelOptions) -> Result<Arc<dyn super::chat::ChatModel>> {
-    converse::build(opts).await
+pub async fn bedrock_chat(
+    opts: &mut ModelOptions,
+    observer: Observer,
+) -> Result<Arc<dyn super::chat::ChatModel>> {
+    converse::build(opts, observer).await
 }
 
 /// `provider = 'bedrock'`, `task = 'embedding'`: see [`bedrock::BedrockEmbedder::from_options`].
-pub async fn bedrock_embedder(opts: &mut ModelOptions) -> Result<Arc<dyn Embedder>> {
-    bedrock::build(opts).await
+pub async fn bedrock_embedder(
+    opts: &mut ModelOptions,
+    observer: Observer,
+) -> Result<Arc<dyn Embedder>> {
+    bedrock::build(opts, observer).await
 }
 
 /// How an `embed` call is split into requests: `max_batch` texts per request, at most

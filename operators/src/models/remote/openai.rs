@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::stack::{
-    CallError, ClientStack, ErrorKind, ModelIdentity, Provider, Reply, StackConfig, TokenUsage,
+    AttemptObserver, CallError, ClientStack, ErrorKind, ModelIdentity, Provider, Reply, StackConfig, TokenUsage,
 };
 use super::{describe, in_order, limits::estimate_tokens, retry::parse_retry_after, BatchPlan};
 use crate::error::Result;
@@ -546,14 +546,26 @@ pub(crate) fn take_timeout(opts: &mut ModelOptions) -> Result<Duration> {
 }
 
 /// `provider = 'openai'`, `task = 'chat'`.
-pub(super) fn build_chat(opts: &mut ModelOptions) -> Result<Arc<dyn ChatModel>> {
-    let config = StackConfig::from_options(opts)?;
+pub(super) fn build_chat(
+    opts: &mut ModelOptions,
+    observer: Option<Arc<dyn AttemptObserver>>,
+) -> Result<Arc<dyn ChatModel>> {
+    let config = StackConfig {
+        observer,
+        ..StackConfig::from_options(opts)?
+    };
     Ok(Arc::new(OpenAiChat::from_options(opts, config)?))
 }
 
 /// Convenience for [`super::openai_embedder`].
-pub(super) fn build(opts: &mut ModelOptions) -> Result<Arc<dyn Embedder>> {
-    let config = StackConfig::from_options(opts)?;
+pub(super) fn build(
+    opts: &mut ModelOptions,
+    observer: Option<Arc<dyn AttemptObserver>>,
+) -> Result<Arc<dyn Embedder>> {
+    let config = StackConfig {
+        observer,
+        ..StackConfig::from_options(opts)?
+    };
     Ok(Arc::new(OpenAiEmbedder::from_options(opts, config)?))
 }
 
