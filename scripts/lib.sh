@@ -58,6 +58,7 @@ build_release() {
     need cargo "install the Rust toolchain (https://rustup.rs)"
     log "building strata and the benchmark examples (release)"
     cargo build --release --quiet -p strata --bin strata \
-        -p strata-operators --example embed_bench --example chunk_throughput
+        -p strata-operators --example embed_bench --example chunk_throughput \
+        --example chat_limits_bench
     RELEASE_DIR="${CARGO_TARGET_DIR:-target}/release"
 }
