@@ -14,9 +14,30 @@ use strata_operators::models::{build_model, Embedder, ModelContext, ModelOptions
 /// Deterministic prose of about 250 word pieces per text.
 fn texts(n: usize) -> Vec<String> {
     const WORDS: [&str; 24] = [
-        "pipeline", "throughput", "the", "invoice", "tenant", "quickly", "model", "latency",
-        "of", "documents", "and", "retries", "budget", "vector", "a", "region", "chunk",
-        "report", "with", "analysts", "query", "cost", "stream", "token",
+        "pipeline",
+        "throughput",
+        "the",
+        "invoice",
+        "tenant",
+        "quickly",
+        "model",
+        "latency",
+        "of",
+        "documents",
+        "and",
+        "retries",
+        "budget",
+        "vector",
+        "a",
+        "region",
+        "chunk",
+        "report",
+        "with",
+        "analysts",
+        "query",
+        "cost",
+        "stream",
+        "token",
     ];
     let mut state = 0x2545_f491_4f6c_dd1du64;
     (0..n)
@@ -57,9 +78,7 @@ fn embedder(rt: &tokio::runtime::Runtime, max_batch: usize) -> Arc<dyn Embedder>
 fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let e = embedder(&rt, 32);
-    let mut c = Criterion::default()
-        .sample_size(10)
-        .configure_from_args();
+    let mut c = Criterion::default().sample_size(10).configure_from_args();
     let mut g = c.benchmark_group("embed_local_minilm");
     for n in [32usize, 128] {
         let batch = texts(n);

@@ -19,7 +19,11 @@ use strata_operators::udfs::ai::summarize_prompt;
 const N: usize = 300;
 
 fn body(i: usize) -> String {
-    format!("Document {i} says that shipment {} arrived {} days late.", i * 7, i % 9)
+    format!(
+        "Document {i} says that shipment {} arrived {} days late.",
+        i * 7,
+        i % 9
+    )
 }
 
 fn write_docs(path: &Path, invalid: &[usize]) {
@@ -83,9 +87,15 @@ async fn every_row_is_summarized_once_and_a_rerun_is_free() {
     let settings = format!("SET cache.path = '{}';", s(&cache));
 
     let out1 = dir.path().join("out1");
-    let job1 = write_job(dir.path(), "a.sql", &job(&fake, &input, &out1, &settings, ""));
+    let job1 = write_job(
+        dir.path(),
+        "a.sql",
+        &job(&fake, &input, &out1, &settings, ""),
+    );
     let d = dir.path().to_path_buf();
-    let first = tokio::task::spawn_blocking(move || run(&d, &job1, "ckpt1")).await.unwrap();
+    let first = tokio::task::spawn_blocking(move || run(&d, &job1, "ckpt1"))
+        .await
+        .unwrap();
     assert_eq!(first.summary("first run").sinks["summaries"].rows, N as u64);
     let got = summaries(&out1);
     assert_eq!(got.len(), N);
@@ -97,9 +107,15 @@ async fn every_row_is_summarized_once_and_a_rerun_is_free() {
 
     // The same job again (new checkpoint, new output): every answer comes from the cache.
     let out2 = dir.path().join("out2");
-    let job2 = write_job(dir.path(), "b.sql", &job(&fake, &input, &out2, &settings, ""));
+    let job2 = write_job(
+        dir.path(),
+        "b.sql",
+        &job(&fake, &input, &out2, &settings, ""),
+    );
     let d = dir.path().to_path_buf();
-    let second = tokio::task::spawn_blocking(move || run(&d, &job2, "ckpt2")).await.unwrap();
+    let second = tokio::task::spawn_blocking(move || run(&d, &job2, "ckpt2"))
+        .await
+        .unwrap();
     assert_eq!(second.summary("rerun").sinks["summaries"].rows, N as u64);
     assert_eq!(summaries(&out2), got);
     assert_eq!(fake.received().len(), N, "the rerun made no model calls");
@@ -123,9 +139,21 @@ async fn the_budget_stops_the_job_with_a_clear_error() {
     );
     let job_path = write_job(dir.path(), "budget.sql", &text);
     let d = dir.path().to_path_buf();
-    let res = tokio::task::spawn_blocking(move || run(&d, &job_path, "ckpt")).await.unwrap();
-    assert_ne!(res.code, Some(0), "the run must fail:\n{}\n{}", res.stdout, res.stderr);
-    assert!(res.stderr.contains("job.max_cost_usd = 0.05"), "{}", res.stderr);
+    let res = tokio::task::spawn_blocking(move || run(&d, &job_path, "ckpt"))
+        .await
+        .unwrap();
+    assert_ne!(
+        res.code,
+        Some(0),
+        "the run must fail:\n{}\n{}",
+        res.stdout,
+        res.stderr
+    );
+    assert!(
+        res.stderr.contains("job.max_cost_usd = 0.05"),
+        "{}",
+        res.stderr
+    );
     let calls = fake.received().len();
     assert!(calls > 0 && calls < N, "{calls} calls");
     // What was published is complete and correct: no NULL stands in for an unpaid row.
@@ -147,20 +175,32 @@ async fn model_errors_follow_job_on_model_error() {
     let text = job(&fake, &input, &out, "SET job.on_model_error = 'null';", "");
     let job_path = write_job(dir.path(), "nulls.sql", &text);
     let d = dir.path().to_path_buf();
-    let res = tokio::task::spawn_blocking(move || run(&d, &job_path, "ckpt-null")).await.unwrap();
+    let res = tokio::task::spawn_blocking(move || run(&d, &job_path, "ckpt-null"))
+        .await
+        .unwrap();
     assert_eq!(res.summary("null policy").sinks["summaries"].rows, N as u64);
     let got = summaries(&out);
     for (id, summary) in &got {
-        assert_eq!(summary.is_none(), invalid.contains(&(*id as usize)), "doc {id}: {summary:?}");
+        assert_eq!(
+            summary.is_none(),
+            invalid.contains(&(*id as usize)),
+            "doc {id}: {summary:?}"
+        );
     }
 
     let out = dir.path().join("fail");
     let text = job(&fake, &input, &out, "SET job.on_model_error = 'fail';", "");
     let job_path = write_job(dir.path(), "fail.sql", &text);
     let d = dir.path().to_path_buf();
-    let res = tokio::task::spawn_blocking(move || run(&d, &job_path, "ckpt-fail")).await.unwrap();
+    let res = tokio::task::spawn_blocking(move || run(&d, &job_path, "ckpt-fail"))
+        .await
+        .unwrap();
     assert_eq!(res.code, Some(1), "{}\n{}", res.stdout, res.stderr);
-    assert!(res.stderr.contains("the prompt is not allowed"), "{}", res.stderr);
+    assert!(
+        res.stderr.contains("the prompt is not allowed"),
+        "{}",
+        res.stderr
+    );
     assert!(res.stderr.contains("job.on_model_error"), "{}", res.stderr);
 }
 
@@ -172,8 +212,16 @@ async fn bad_model_settings_are_plan_errors() {
     write_docs(&input, &[]);
     let out = dir.path().join("out");
     let cases = [
-        ("SET job.on_model_error = 'skip';", "", "unknown policy 'skip'"),
-        ("SET job.max_cost_usd = 'lots';", "", "job.max_cost_usd must be"),
+        (
+            "SET job.on_model_error = 'skip';",
+            "",
+            "unknown policy 'skip'",
+        ),
+        (
+            "SET job.max_cost_usd = 'lots';",
+            "",
+            "job.max_cost_usd must be",
+        ),
         ("SET job.max_cost_usd = '1';", "", "price.input_per_1m"),
         ("", ", temperature = '9'", "temperature"),
     ];
@@ -183,7 +231,11 @@ async fn bad_model_settings_are_plan_errors() {
         let res = strata(dir.path(), &["explain", s(&job_path)]);
         res.expect_code(2, needle);
         assert!(res.stderr.contains(needle), "{needle}: {}", res.stderr);
-        assert!(res.stderr.contains(&format!("bad{i}.sql:")), "position: {}", res.stderr);
+        assert!(
+            res.stderr.contains(&format!("bad{i}.sql:")),
+            "position: {}",
+            res.stderr
+        );
     }
     assert!(fake.received().is_empty(), "planning makes no model calls");
 }
@@ -195,7 +247,10 @@ fn cost_units(v: &Value) -> i128 {
         other => other.to_string(),
     };
     let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
-    assert!(frac.len() <= 10, "cost_usd {text} has more than 10 decimals");
+    assert!(
+        frac.len() <= 10,
+        "cost_usd {text} has more than 10 decimals"
+    );
     let frac = format!("{frac:0<10}");
     int.parse::<i128>().unwrap() * 10_000_000_000 + frac.parse::<i128>().unwrap()
 }
@@ -216,20 +271,38 @@ async fn usage_has_a_row_per_attempt_and_exact_costs() {
     );
     let prices = ", 'price.input_per_1m' = '10', 'price.output_per_1m' = '20'";
     let out = dir.path().join("out1");
-    let job1 = write_job(dir.path(), "u1.sql", &job(&fake, &input, &out, &settings, prices));
+    let job1 = write_job(
+        dir.path(),
+        "u1.sql",
+        &job(&fake, &input, &out, &settings, prices),
+    );
     let d = dir.path().to_path_buf();
-    let res = tokio::task::spawn_blocking(move || run(&d, &job1, "ckpt1")).await.unwrap();
+    let res = tokio::task::spawn_blocking(move || run(&d, &job1, "ckpt1"))
+        .await
+        .unwrap();
     let summary = res.summary("usage run");
     let received = fake.received();
-    assert_eq!(summary.sinks["usage"].rows, received.len() as u64, "{summary:?}");
+    assert_eq!(
+        summary.sinks["usage"].rows,
+        received.len() as u64,
+        "{summary:?}"
+    );
 
     let rows = table_rows(&usage);
-    assert_eq!(rows.len(), received.len(), "one usage row per attempt the endpoint saw");
+    assert_eq!(
+        rows.len(),
+        received.len(),
+        "one usage row per attempt the endpoint saw"
+    );
     let count = |status: &str| rows.iter().filter(|r| r["status"] == status).count();
     let seen = |code: u16| received.iter().filter(|r| r.status == code).count();
     assert_eq!(count("ok"), seen(200));
     assert_eq!(count("throttled"), seen(429));
-    assert_eq!(count("client_error"), seen(400), "the invalid prompt: one attempt, not retried");
+    assert_eq!(
+        count("client_error"),
+        seen(400),
+        "the invalid prompt: one attempt, not retried"
+    );
     assert!(seen(429) > 0 && seen(400) == 1);
 
     // Tokens as the endpoint counted them (words), costs exact to the last digit.
@@ -248,7 +321,8 @@ async fn usage_has_a_row_per_attempt_and_exact_costs() {
     let tokens = |col: &str| rows.iter().map(|r| r[col].as_i64().unwrap()).sum::<i64>();
     assert_eq!(tokens("input_tokens") as u64, fake_in);
     let cost: i128 = rows.iter().map(|r| cost_units(&r["cost_usd"])).sum();
-    let want = (tokens("input_tokens") as i128 * 10 + tokens("output_tokens") as i128 * 20) * 10_000;
+    let want =
+        (tokens("input_tokens") as i128 * 10 + tokens("output_tokens") as i128 * 20) * 10_000;
     assert_eq!(cost, want, "cost_usd sums to the price times the tokens");
     for r in &rows {
         assert_eq!(r["job"], "u1");
@@ -267,7 +341,10 @@ async fn usage_has_a_row_per_attempt_and_exact_costs() {
     // Retries of one row share its request id; attempts count up from 1.
     let mut by_request: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for r in &rows {
-        by_request.entry(r["request_id"].as_str().unwrap().to_string()).or_default().push(r["attempt"].as_i64().unwrap());
+        by_request
+            .entry(r["request_id"].as_str().unwrap().to_string())
+            .or_default()
+            .push(r["attempt"].as_i64().unwrap());
     }
     assert_eq!(by_request.len(), N, "one request id per row");
     for attempts in by_request.values_mut() {
@@ -276,22 +353,36 @@ async fn usage_has_a_row_per_attempt_and_exact_costs() {
     }
     // Partitioned by UTC day and hour; the columns live in the folder names only.
     let files = read_table(&usage);
-    assert!(files.iter().all(|f| f.rel.starts_with("dt=") && f.rel.contains("/hour=")), "{:?}", files.iter().map(|f| &f.rel).collect::<Vec<_>>());
+    assert!(
+        files
+            .iter()
+            .all(|f| f.rel.starts_with("dt=") && f.rel.contains("/hour=")),
+        "{:?}",
+        files.iter().map(|f| &f.rel).collect::<Vec<_>>()
+    );
 
     // A rerun answered from the cache: one cache-hit row per answered row, no tokens, no cost.
     let usage2 = dir.path().join("usage2");
     let settings2 = settings.replace(s(&usage), s(&usage2));
     let out2 = dir.path().join("out2");
-    let job2 = write_job(dir.path(), "u2.sql", &job(&fake, &input, &out2, &settings2, prices));
+    let job2 = write_job(
+        dir.path(),
+        "u2.sql",
+        &job(&fake, &input, &out2, &settings2, prices),
+    );
     let before = fake.received().len();
     let d = dir.path().to_path_buf();
-    let res = tokio::task::spawn_blocking(move || run(&d, &job2, "ckpt2")).await.unwrap();
+    let res = tokio::task::spawn_blocking(move || run(&d, &job2, "ckpt2"))
+        .await
+        .unwrap();
     res.summary("cached rerun");
     let after = fake.received().len();
     let rows2 = table_rows(&usage2);
     let hits: Vec<_> = rows2.iter().filter(|r| r["cache_hit"] == true).collect();
     assert_eq!(hits.len(), N - 1, "every answered row is a hit");
-    assert!(hits.iter().all(|r| r["input_tokens"] == 0 && cost_units(&r["cost_usd"]) == 0));
+    assert!(hits
+        .iter()
+        .all(|r| r["input_tokens"] == 0 && cost_units(&r["cost_usd"]) == 0));
     // The invalid row is asked again (errors are not cached): its attempt is a row too.
     assert_eq!(rows2.len() - hits.len(), after - before);
 }

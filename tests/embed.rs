@@ -74,7 +74,12 @@ fn ten_thousand_chunks_become_vectors_and_a_question_finds_its_answer() {
 
     let summary = strata(
         dir.path(),
-        &["run", s(&job_path), "--checkpoint", s(&dir.path().join("ckpt"))],
+        &[
+            "run",
+            s(&job_path),
+            "--checkpoint",
+            s(&dir.path().join("ckpt")),
+        ],
     )
     .summary("run");
     assert_eq!(summary.sinks["vectors"].rows, N as u64, "{summary:?}");
@@ -95,10 +100,18 @@ fn ten_thousand_chunks_become_vectors_and_a_question_finds_its_answer() {
             let vecs = b.column(2).as_fixed_size_list();
             let models = b.column(3).as_string::<i32>();
             for r in 0..b.num_rows() {
-                assert!(seen.insert(ids.value(r)), "doc {} written twice", ids.value(r));
+                assert!(
+                    seen.insert(ids.value(r)),
+                    "doc {} written twice",
+                    ids.value(r)
+                );
                 assert_eq!(models.value(r), "all-MiniLM-L6-v2");
                 assert!(vecs.is_valid(r));
-                let v: Vec<f32> = vecs.value(r).as_primitive::<Float32Type>().values().to_vec();
+                let v: Vec<f32> = vecs
+                    .value(r)
+                    .as_primitive::<Float32Type>()
+                    .values()
+                    .to_vec();
                 let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
                 assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
                 let text = texts.value(r).to_string();
@@ -173,7 +186,11 @@ fn bad_models_are_plan_errors_at_the_option() {
         assert_ne!(o.code, Some(0), "{text}");
         assert!(o.stderr.contains(needle), "{needle}:\n{}", o.stderr);
         if !at.is_empty() {
-            assert!(o.stderr.contains(&format!("bad.sql:{at}")), "{at}:\n{}", o.stderr);
+            assert!(
+                o.stderr.contains(&format!("bad.sql:{at}")),
+                "{at}:\n{}",
+                o.stderr
+            );
         }
         assert!(!out.exists(), "a plan error wrote output");
     }

@@ -140,7 +140,10 @@ fn var_args(job: &Path, out: &Path) -> Result<Vec<String>, Failed> {
         }
     }
     let mut args = vec!["--var".into(), format!("OUT={}", s(out))];
-    if job_vars(&text).iter().any(|(name, _)| name == "LLM_ENDPOINT") {
+    if job_vars(&text)
+        .iter()
+        .any(|(name, _)| name == "LLM_ENDPOINT")
+    {
         args.extend(["--var".into(), format!("LLM_ENDPOINT={}", *FAKE_LLM)]);
     }
     Ok(args)

@@ -84,7 +84,10 @@ fn produce(topic: &str, msgs: Vec<Msg>) {
         for m in &msgs {
             let mut h = OwnedHeaders::new();
             for (k, v) in &m.headers {
-                h = h.insert(Header { key: k, value: Some(v) });
+                h = h.insert(Header {
+                    key: k,
+                    value: Some(v),
+                });
             }
             let mut r: FutureRecord<'_, Vec<u8>, Vec<u8>> =
                 FutureRecord::to(topic).partition(m.partition).headers(h);
@@ -113,7 +116,11 @@ fn produce_docs(topic: &str, partitions: i32, from: i64, n: i64) {
         .map(|id| Msg {
             partition: (id % partitions as i64) as i32,
             key: Some(format!("k{id}").into_bytes()),
-            value: Some(json!({"id": id, "body": format!("document {id} ").repeat(4)}).to_string().into_bytes()),
+            value: Some(
+                json!({"id": id, "body": format!("document {id} ").repeat(4)})
+                    .to_string()
+                    .into_bytes(),
+            ),
             headers: vec![],
         })
         .collect();
@@ -121,7 +128,10 @@ fn produce_docs(topic: &str, partitions: i32, from: i64, n: i64) {
 }
 
 /// Every message of `topic` (all partitions, from the start).
-fn consume_all(topic: &str, expected: usize) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>, BTreeMap<String, String>)> {
+fn consume_all(
+    topic: &str,
+    expected: usize,
+) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>, BTreeMap<String, String>)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("group.id", unique("reader"))
@@ -136,8 +146,11 @@ fn consume_all(topic: &str, expected: usize) -> Vec<(Option<Vec<u8>>, Option<Vec
     let mut tpl = TopicPartitionList::new();
     let mut ends = BTreeMap::new();
     for p in &parts {
-        tpl.add_partition_offset(topic, *p, Offset::Beginning).unwrap();
-        let (_, high) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(20)).unwrap();
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .unwrap();
+        let (_, high) = consumer
+            .fetch_watermarks(topic, *p, Duration::from_secs(20))
+            .unwrap();
         ends.insert(*p, high);
     }
     consumer.assign(&tpl).unwrap();
@@ -148,18 +161,31 @@ fn consume_all(topic: &str, expected: usize) -> Vec<(Option<Vec<u8>>, Option<Vec
     // read until `expected` messages arrived.
     let _ = &ends;
     while out.len() < expected {
-        assert!(Instant::now() < deadline, "reading {topic} back timed out after {} of {expected} messages", out.len());
+        assert!(
+            Instant::now() < deadline,
+            "reading {topic} back timed out after {} of {expected} messages",
+            out.len()
+        );
         if let Some(m) = consumer.poll(Duration::from_millis(100)) {
             let m = m.expect("consume");
             let headers = m
                 .headers()
                 .map(|h| {
                     h.iter()
-                        .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                        .map(|h| {
+                            (
+                                h.key.to_string(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
-            out.push((m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec), headers));
+            out.push((
+                m.key().map(<[u8]>::to_vec),
+                m.payload().map(<[u8]>::to_vec),
+                headers,
+            ));
             next.insert(m.partition(), m.offset() + 1);
         }
     }
@@ -167,7 +193,14 @@ fn consume_all(topic: &str, expected: usize) -> Vec<(Option<Vec<u8>>, Option<Vec
 }
 
 /// A job reading JSON documents from `topic` into a Parquet table at `out`.
-fn docs_job(dir: &Path, job: &str, topic: &str, group: &str, out: &Path, extra: &str) -> std::path::PathBuf {
+fn docs_job(
+    dir: &Path,
+    job: &str,
+    topic: &str,
+    group: &str,
+    out: &Path,
+    extra: &str,
+) -> std::path::PathBuf {
     let text = format!(
         "SET job.name = '{job}';\n\
          SET epoch.max_rows = '500';\n\
@@ -224,7 +257,11 @@ fn bounded_run_writes_every_message_exactly_once_and_resumes_from_group_offsets(
     produce_docs(&topic, 4, 3000, 500);
     let summary = strata(dir.path(), &["run", s(&job)]).summary("second bounded run");
     assert_eq!(summary.source("src").records, 500);
-    assert_exactly_once(&int_column(&table_rows(&out), "id"), 3500, "after the second run");
+    assert_exactly_once(
+        &int_column(&table_rows(&out), "id"),
+        3500,
+        "after the second run",
+    );
 }
 
 #[test]
@@ -244,12 +281,26 @@ fn sigkill_mid_run_then_rerun_loses_nothing_and_duplicates_nothing() {
         let offsets = checkpoint_epochs(&cp, "offsets");
         commits.len() >= 3 && offsets.last() > commits.last()
     });
-    assert!(killed.is_ok(), "the run ended before the kill point:\n{}", logs(dir.path(), "run1"));
+    assert!(
+        killed.is_ok(),
+        "the run ended before the kill point:\n{}",
+        logs(dir.path(), "run1")
+    );
     let partial = table_rows(&out).len();
-    assert!((partial as i64) < n, "killed after everything was written ({partial} rows)");
+    assert!(
+        (partial as i64) < n,
+        "killed after everything was written ({partial} rows)"
+    );
     let summary = strata(dir.path(), &["run", s(&job)]).summary("run after SIGKILL");
-    assert_eq!(summary.replayed, 1, "the logged, uncommitted epoch is re-run");
-    assert_exactly_once(&int_column(&table_rows(&out), "id"), n, "after SIGKILL and rerun");
+    assert_eq!(
+        summary.replayed, 1,
+        "the logged, uncommitted epoch is re-run"
+    );
+    assert_exactly_once(
+        &int_column(&table_rows(&out), "id"),
+        n,
+        "after SIGKILL and rerun",
+    );
     assert_clean_table(&out, &[]);
 }
 
@@ -272,7 +323,11 @@ fn two_workers_in_one_group_write_every_message_exactly_once() {
     let sb = wait_timeout(&mut cb, RUN_TIMEOUT).expect("worker b finishes");
     assert!(sa.success(), "worker a: {sa}\n{}", logs(a.path(), "a"));
     assert!(sb.success(), "worker b: {sb}\n{}", logs(b.path(), "b"));
-    assert_exactly_once(&int_column(&table_rows(&out), "id"), n, "two workers in one group");
+    assert_exactly_once(
+        &int_column(&table_rows(&out), "id"),
+        n,
+        "two workers in one group",
+    );
     assert_clean_table(&out, &[]);
 }
 
@@ -285,14 +340,29 @@ fn bad_records_go_to_the_dead_letter_topic_with_their_key_headers_and_position()
     let bad: Vec<(&str, Option<Vec<u8>>)> = vec![
         ("malformed JSON", Some(b"{\"id\": 1,".to_vec())),
         ("wrong type", Some(br#"{"id": "not a number"}"#.to_vec())),
-        ("invalid UTF-8", Some(b"{\"id\": 5, \"body\": \"\xff\xfe\"}".to_vec())),
+        (
+            "invalid UTF-8",
+            Some(b"{\"id\": 5, \"body\": \"\xff\xfe\"}".to_vec()),
+        ),
         ("tombstone", None),
-        ("oversize", Some(json!({"id": 9, "body": "x".repeat(5000)}).to_string().into_bytes())),
+        (
+            "oversize",
+            Some(
+                json!({"id": 9, "body": "x".repeat(5000)})
+                    .to_string()
+                    .into_bytes(),
+            ),
+        ),
     ];
     let mut msgs = Vec::new();
     let mut id = 0;
     for (what, value) in &bad {
-        msgs.push(Msg { partition: 0, key: Some(format!("k{id}").into_bytes()), value: good(id), headers: vec![] });
+        msgs.push(Msg {
+            partition: 0,
+            key: Some(format!("k{id}").into_bytes()),
+            value: good(id),
+            headers: vec![],
+        });
         id += 1;
         msgs.push(Msg {
             partition: 0,
@@ -316,15 +386,32 @@ fn bad_records_go_to_the_dead_letter_topic_with_their_key_headers_and_position()
     assert_eq!(summary.source("src").dead_lettered, 5);
     assert_exactly_once(&int_column(&table_rows(&out), "id"), 5, "good records");
     let dead = consume_all(&dlq, 5);
-    assert_eq!(dead.len(), 5, "dead letters: {:?}", dead.iter().map(|d| &d.2).collect::<Vec<_>>());
+    assert_eq!(
+        dead.len(),
+        5,
+        "dead letters: {:?}",
+        dead.iter().map(|d| &d.2).collect::<Vec<_>>()
+    );
     for ((what, value), (key, got, headers)) in bad.iter().zip(&dead) {
-        assert_eq!(key.as_deref(), Some(format!("bad-{what}").as_bytes()), "{what}: original key");
+        assert_eq!(
+            key.as_deref(),
+            Some(format!("bad-{what}").as_bytes()),
+            "{what}: original key"
+        );
         if *what != "oversize" {
             assert_eq!(got, value, "{what}: original value");
         }
-        assert_eq!(headers.get("trace").map(String::as_str), Some("t-1"), "{what}: original header");
+        assert_eq!(
+            headers.get("trace").map(String::as_str),
+            Some("t-1"),
+            "{what}: original header"
+        );
         assert_eq!(headers.get("strata.source.topic"), Some(&topic), "{what}");
-        assert_eq!(headers.get("strata.source.partition").map(String::as_str), Some("0"), "{what}");
+        assert_eq!(
+            headers.get("strata.source.partition").map(String::as_str),
+            Some("0"),
+            "{what}"
+        );
         assert!(headers.contains_key("strata.source.offset"), "{what}");
         assert!(!headers["strata.error"].is_empty(), "{what}");
     }
@@ -334,7 +421,10 @@ fn bad_records_go_to_the_dead_letter_topic_with_their_key_headers_and_position()
     assert!(reasons[2].contains("UTF-8"), "{reasons:?}");
     assert!(reasons[3].contains("tombstone"), "{reasons:?}");
     assert!(reasons[4].contains("max_record_bytes"), "{reasons:?}");
-    let offsets: Vec<&str> = dead.iter().map(|d| d.2["strata.source.offset"].as_str()).collect();
+    let offsets: Vec<&str> = dead
+        .iter()
+        .map(|d| d.2["strata.source.offset"].as_str())
+        .collect();
     assert_eq!(offsets, vec!["1", "3", "5", "7", "9"]);
 }
 
@@ -342,16 +432,34 @@ fn bad_records_go_to_the_dead_letter_topic_with_their_key_headers_and_position()
 fn bad_data_fail_names_topic_partition_and_offset() {
     let topic = unique("fail");
     create_topic(&topic, 1);
-    produce(&topic, vec![
-        Msg { partition: 0, key: None, value: Some(br#"{"id": 1}"#.to_vec()), headers: vec![] },
-        Msg { partition: 0, key: None, value: Some(b"not json".to_vec()), headers: vec![] },
-    ]);
+    produce(
+        &topic,
+        vec![
+            Msg {
+                partition: 0,
+                key: None,
+                value: Some(br#"{"id": 1}"#.to_vec()),
+                headers: vec![],
+            },
+            Msg {
+                partition: 0,
+                key: None,
+                value: Some(b"not json".to_vec()),
+                headers: vec![],
+            },
+        ],
+    );
     let dir = tempdir();
     let out = dir.path().join("out");
     let job = docs_job(dir.path(), "kafka-fail", &topic, &unique("g"), &out, "");
     let o = strata(dir.path(), &["run", s(&job)]);
     o.expect_code(1, "bad record with bad_data = 'fail'");
-    assert!(o.stderr.contains(&format!("topic '{topic}' partition 0 offset 1")), "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains(&format!("topic '{topic}' partition 0 offset 1")),
+        "{}",
+        o.stderr
+    );
 }
 
 #[test]
@@ -377,7 +485,11 @@ fn kafka_sink_produces_json_rows_with_key_and_headers() {
     for (key, value, headers) in got {
         let v: Value = serde_json::from_slice(&value.unwrap()).unwrap();
         let id = v["id"].as_i64().unwrap();
-        assert_eq!(v, json!({"id": id}), "key and headers columns are not in the value");
+        assert_eq!(
+            v,
+            json!({"id": id}),
+            "key and headers columns are not in the value"
+        );
         assert_eq!(key, Some(format!("n{id}").into_bytes()));
         assert_eq!(headers.get("tenant"), Some(&format!("t{}", id % 3)));
         ids.push(id);
@@ -388,7 +500,11 @@ fn kafka_sink_produces_json_rows_with_key_and_headers() {
 #[test]
 fn unreachable_broker_is_a_clear_error_in_bounded_time() {
     let dir = tempdir();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let text = format!(
         "CREATE TABLE src (id BIGINT) WITH (connector = 'kafka', bootstrap_servers = '127.0.0.1:{port}', topic = 't', group_id = 'g', 'scan.bounded.mode' = 'latest');\n\
          CREATE TABLE out WITH (connector = 'parquet', path = 'out/');\n\
@@ -398,8 +514,16 @@ fn unreachable_broker_is_a_clear_error_in_bounded_time() {
     let started = Instant::now();
     let o = strata(dir.path(), &["run", s(&job)]);
     o.expect_code(1, "broker down");
-    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
-    assert!(o.stderr.contains("cannot reach the Kafka brokers"), "{}", o.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        o.stderr.contains("cannot reach the Kafka brokers"),
+        "{}",
+        o.stderr
+    );
     // A broker is needed by the other tests; this one must not pass without one either.
     let _ = bootstrap();
 }
@@ -410,11 +534,26 @@ fn bad_kafka_options_are_plan_errors() {
     let base = "bootstrap_servers = '127.0.0.1:1', topic = 't', group_id = 'g'";
     let cases: Vec<(String, &str)> = vec![
         (format!("{base}, bogus = 1"), "unknown option 'bogus'"),
-        ("bootstrap_servers = '127.0.0.1:1', topic = 't'".into(), "requires option 'group_id'"),
-        (format!("{base}, 'scan.startup.mode' = 'sometime'"), "expected 'earliest', 'latest', 'group-offsets' or 'timestamp'"),
-        (format!("{base}, 'scan.startup.mode' = 'timestamp'"), "scan.startup.timestamp-millis"),
-        (format!("{base}, 'properties.group.id' = 'x'"), "use group_id"),
-        (format!("{base}, bad_data = 'dead_letter'"), "requires option 'dead_letter'"),
+        (
+            "bootstrap_servers = '127.0.0.1:1', topic = 't'".into(),
+            "requires option 'group_id'",
+        ),
+        (
+            format!("{base}, 'scan.startup.mode' = 'sometime'"),
+            "expected 'earliest', 'latest', 'group-offsets' or 'timestamp'",
+        ),
+        (
+            format!("{base}, 'scan.startup.mode' = 'timestamp'"),
+            "scan.startup.timestamp-millis",
+        ),
+        (
+            format!("{base}, 'properties.group.id' = 'x'"),
+            "use group_id",
+        ),
+        (
+            format!("{base}, bad_data = 'dead_letter'"),
+            "requires option 'dead_letter'",
+        ),
         (format!("{base}, format = 'avro'"), "unknown format 'avro'"),
     ];
     for (opts, expected) in cases {
@@ -426,8 +565,16 @@ fn bad_kafka_options_are_plan_errors() {
         let job = write_job(dir.path(), "bad.sql", &text);
         let o = strata(dir.path(), &["explain", s(&job)]);
         o.expect_code(2, &opts);
-        assert!(o.stderr.contains(expected), "{opts}: expected '{expected}' in:\n{}", o.stderr);
-        assert!(o.stderr.contains("bad.sql:1:"), "{opts}: the error names the line: {}", o.stderr);
+        assert!(
+            o.stderr.contains(expected),
+            "{opts}: expected '{expected}' in:\n{}",
+            o.stderr
+        );
+        assert!(
+            o.stderr.contains("bad.sql:1:"),
+            "{opts}: the error names the line: {}",
+            o.stderr
+        );
     }
     let text = "CREATE TABLE src (id BIGINT) WITH (connector = 'file', path = 'x.jsonl');\n\
                 CREATE TABLE dst WITH (connector = 'kafka', bootstrap_servers = '127.0.0.1:1', topic = 't', 'sink.delivery' = 'exactly_once');\n\
@@ -441,16 +588,41 @@ fn bad_kafka_options_are_plan_errors() {
 
 #[test]
 fn compose_stack_runs_a_valid_job() {
-    let compose = std::fs::read_to_string(repo().join("docker-compose.yml")).expect("docker-compose.yml");
-    for needle in ["services:", "apache/kafka", "KAFKA_PROCESS_ROLES: broker,controller", "minio/minio", "mc mb", "build: .", "/jobs/kafka_to_parquet.sql"] {
-        assert!(compose.contains(needle), "docker-compose.yml lacks '{needle}'");
+    let compose =
+        std::fs::read_to_string(repo().join("docker-compose.yml")).expect("docker-compose.yml");
+    for needle in [
+        "services:",
+        "apache/kafka",
+        "KAFKA_PROCESS_ROLES: broker,controller",
+        "minio/minio",
+        "mc mb",
+        "build: .",
+        "/jobs/kafka_to_parquet.sql",
+    ] {
+        assert!(
+            compose.contains(needle),
+            "docker-compose.yml lacks '{needle}'"
+        );
     }
-    assert!(repo().join("Dockerfile").is_file(), "docker-compose.yml builds strata from the Dockerfile");
+    assert!(
+        repo().join("Dockerfile").is_file(),
+        "docker-compose.yml builds strata from the Dockerfile"
+    );
     // The job the compose stack runs plans cleanly (no broker needed to plan).
     let dir = tempdir();
     let job = repo().join("deploy").join("kafka_to_parquet.sql");
     let out = dir.path().join("out");
-    let o = strata(dir.path(), &["explain", s(&job), "--var", &format!("OUT={}/", s(&out)), "--var", "KAFKA=127.0.0.1:9092"]);
+    let o = strata(
+        dir.path(),
+        &[
+            "explain",
+            s(&job),
+            "--var",
+            &format!("OUT={}/", s(&out)),
+            "--var",
+            "KAFKA=127.0.0.1:9092",
+        ],
+    );
     o.expect_code(0, "explain deploy/kafka_to_parquet.sql");
     assert!(o.stdout.contains("kafka"), "{}", o.stdout);
 }

@@ -18,7 +18,6 @@
 //! ```
 
 #[path = "../tests/common/fake_endpoints.rs"]
-#[allow(dead_code)]
 mod fake_endpoints;
 
 use std::time::{Duration, Instant};
@@ -87,7 +86,8 @@ async fn main() {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(a.secs);
     // Rows are submitted until the deadline; each is awaited to its answer (or error).
-    let prompts = (0u64..).map_while(|i| (Instant::now() < deadline).then(|| format!("request {i}")));
+    let prompts =
+        (0u64..).map_while(|i| (Instant::now() < deadline).then(|| format!("request {i}")));
     let results: Vec<(String, Result<String, String>)> = futures::stream::iter(prompts)
         .map(|p| {
             let chat = &chat;
@@ -129,7 +129,11 @@ async fn main() {
     let throttled = received.iter().filter(|r| r.status == 429).count();
     let minutes = elapsed.as_secs_f64() / 60.0;
     let limit = a.rpm as f64;
-    let throttle_share = if a.throttle_every == 0 { 0.0 } else { 1.0 / a.throttle_every as f64 };
+    let throttle_share = if a.throttle_every == 0 {
+        0.0
+    } else {
+        1.0 / a.throttle_every as f64
+    };
     let attempts_per_min = attempts as f64 / minutes;
     let ok_per_min = ok as f64 / minutes;
     println!(
@@ -146,8 +150,14 @@ async fn main() {
         ok_per_min / ((1.0 - throttle_share) * limit),
         (1.0 - throttle_share) * limit
     );
-    println!("  most requests in any 60 s window: {max_in_window} (limit {})", a.rpm);
-    println!("  rows: {submitted} submitted, {} answered correctly, {wrong} lost or wrong", submitted - wrong);
+    println!(
+        "  most requests in any 60 s window: {max_in_window} (limit {})",
+        a.rpm
+    );
+    println!(
+        "  rows: {submitted} submitted, {} answered correctly, {wrong} lost or wrong",
+        submitted - wrong
+    );
     if max_in_window as u64 > a.rpm || wrong > 0 {
         eprintln!("FAILED: over the limit or rows lost");
         std::process::exit(1);

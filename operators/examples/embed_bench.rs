@@ -32,7 +32,9 @@ fn args() -> Args {
     let mut a = Args {
         corpus: PathBuf::new(),
         batch_size: 64,
-        threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        threads: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         rounds: 3,
         models: std::env::var_os("STRATA_MODELS")
             .map(PathBuf::from)
@@ -50,7 +52,10 @@ fn args() -> Args {
             other => panic!("unknown argument {other}"),
         }
     }
-    assert!(!a.corpus.as_os_str().is_empty(), "--corpus FILE is required");
+    assert!(
+        !a.corpus.as_os_str().is_empty(),
+        "--corpus FILE is required"
+    );
     a
 }
 
@@ -73,7 +78,10 @@ fn peak_flops(threads: usize) -> f64 {
             let handles: Vec<_> = (0..threads)
                 .map(|_| std::thread::spawn(|| unsafe { fma_loop() }))
                 .collect();
-            return handles.into_iter().map(|h| h.join().expect("fma thread")).sum();
+            return handles
+                .into_iter()
+                .map(|h| h.join().expect("fma thread"))
+                .sum();
         }
     }
     f64::NAN
@@ -115,7 +123,8 @@ async fn main() {
     let texts: Vec<String> = std::io::BufReader::new(file)
         .lines()
         .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(&l.expect("read line")).expect("JSON line");
+            let v: serde_json::Value =
+                serde_json::from_str(&l.expect("read line")).expect("JSON line");
             v["text"].as_str().expect("a text field").to_string()
         })
         .collect();

@@ -57,8 +57,16 @@ pub fn functions(cfg: &OperatorConfig) -> Vec<ScalarUDF> {
         ScalarUDF::from(ChunkTextFunc::new(&cfg.models_dir)),
         ScalarUDF::from(TokenCountFunc::new(&cfg.models_dir)),
         EmbedFunc::udf(Arc::clone(&cfg.models)),
-        AiFunc::udf(AiKind::Complete, Arc::clone(&cfg.models), cfg.on_model_error),
-        AiFunc::udf(AiKind::Summarize, Arc::clone(&cfg.models), cfg.on_model_error),
+        AiFunc::udf(
+            AiKind::Complete,
+            Arc::clone(&cfg.models),
+            cfg.on_model_error,
+        ),
+        AiFunc::udf(
+            AiKind::Summarize,
+            Arc::clone(&cfg.models),
+            cfg.on_model_error,
+        ),
         ScalarUDF::from(CosineSimilarityFunc::default()),
         ScalarUDF::from(DetectPiiFunc::new(&cfg.pii)),
         ScalarUDF::from(RedactPiiFunc::new(&cfg.pii)),

@@ -44,8 +44,14 @@ fn ctx() -> ModelContext {
 }
 
 /// A session with `llm` registered and the ai_* functions under `policy`.
-async fn session(fake: &FakeEndpoint, extra: &[(&str, &str)], policy: OnModelError) -> SessionContext {
-    let model = build_model("llm", options(fake, extra), &ctx()).await.expect("model builds");
+async fn session(
+    fake: &FakeEndpoint,
+    extra: &[(&str, &str)],
+    policy: OnModelError,
+) -> SessionContext {
+    let model = build_model("llm", options(fake, extra), &ctx())
+        .await
+        .expect("model builds");
     let mut models = ModelRegistry::default();
     models.insert(model).unwrap();
     let mut cfg = OperatorConfig::from_env();
@@ -56,7 +62,10 @@ async fn session(fake: &FakeEndpoint, extra: &[(&str, &str)], policy: OnModelErr
     session
 }
 
-async fn column(session: &SessionContext, sql: &str) -> datafusion::common::Result<Vec<Option<String>>> {
+async fn column(
+    session: &SessionContext,
+    sql: &str,
+) -> datafusion::common::Result<Vec<Option<String>>> {
     let batches = session.sql(sql).await?.collect().await?;
     let mut out = Vec::new();
     for b in batches {
@@ -78,7 +87,12 @@ async fn answers_keep_input_order_with_many_in_flight() {
     let fake = FakeEndpoint::start().await;
     // Every answer takes 20 ms, so requests overlap and finish in no fixed order.
     fake.set_latency(Duration::from_millis(20));
-    let session = session(&fake, &[("max_concurrency", "8"), ("system", "be brief")], OnModelError::Fail).await;
+    let session = session(
+        &fake,
+        &[("max_concurrency", "8"), ("system", "be brief")],
+        OnModelError::Fail,
+    )
+    .await;
     let sql = format!(
         "SELECT ai_complete('llm', q, 40) FROM (VALUES {}) AS t(id, q) ORDER BY id",
         values(40)
@@ -96,7 +110,10 @@ async fn answers_keep_input_order_with_many_in_flight() {
     assert_eq!(body["messages"][0]["content"], "be brief");
     // 40 requests of 20 ms, 8 at a time: the first 8 arrive before any of them is answered.
     let first = received.iter().map(|r| r.at).min().unwrap();
-    let early = received.iter().filter(|r| r.at.duration_since(first) < Duration::from_millis(15)).count();
+    let early = received
+        .iter()
+        .filter(|r| r.at.duration_since(first) < Duration::from_millis(15))
+        .count();
     assert!(early >= 8, "only {early} requests were in flight at once");
 }
 
@@ -110,10 +127,19 @@ async fn summarize_uses_the_versioned_template_and_nulls_stay_null() {
     )
     .await
     .unwrap();
-    assert_eq!(got, vec![Some(fake_answer(&summarize_prompt("a long text", 25))), None]);
+    assert_eq!(
+        got,
+        vec![
+            Some(fake_answer(&summarize_prompt("a long text", 25))),
+            None
+        ]
+    );
     let received = fake.received();
     assert_eq!(received.len(), 1, "NULL text makes no call");
-    assert_eq!(received[0].body["messages"][0]["content"], summarize_prompt("a long text", 25));
+    assert_eq!(
+        received[0].body["messages"][0]["content"],
+        summarize_prompt("a long text", 25)
+    );
     // 25 words: 1.5 tokens per word + 16.
     assert_eq!(received[0].body["max_tokens"], 54);
 }
@@ -123,7 +149,11 @@ async fn throttling_and_server_errors_are_retried() {
     let fake = FakeEndpoint::start().await;
     fake.script([Fault::throttled(Some("0")), Fault::server_error()]);
     let chat = chat(&fake, &[], &ctx()).await;
-    let reply = chat.client.complete(&chat.settings.request("hello".into(), None)).await.unwrap();
+    let reply = chat
+        .client
+        .complete(&chat.settings.request("hello".into(), None))
+        .await
+        .unwrap();
     assert_eq!(reply.text, fake_answer("hello"));
     let statuses: Vec<u16> = fake.received().iter().map(|r| r.status).collect();
     assert_eq!(statuses, vec![429, 500, 200]);
@@ -149,7 +179,11 @@ async fn on_model_error_null_gives_null_and_fail_stops() {
             Some(fake_answer("question number 2")),
         ]
     );
-    assert_eq!(fake.received().len(), 3, "the validation error is not retried");
+    assert_eq!(
+        fake.received().len(),
+        3,
+        "the validation error is not retried"
+    );
 
     let fake = FakeEndpoint::start().await;
     let fails = session(&fake, &[("max_concurrency", "1")], OnModelError::Fail).await;
@@ -184,7 +218,11 @@ async fn a_rerun_is_answered_from_the_cache() {
 
     let first = chat(&fake, &[("cache.path", &cache)], &ctx()).await;
     for p in &prompts {
-        let r = first.client.complete(&first.settings.request(p.clone(), None)).await.unwrap();
+        let r = first
+            .client
+            .complete(&first.settings.request(p.clone(), None))
+            .await
+            .unwrap();
         assert!(!r.cached);
     }
     assert_eq!(fake.received().len(), 10);
@@ -192,7 +230,11 @@ async fn a_rerun_is_answered_from_the_cache() {
     // A new model (a new run) over the same folder: no calls, same answers, usage kept.
     let second = chat(&fake, &[("cache.path", &cache)], &ctx()).await;
     for p in &prompts {
-        let r = second.client.complete(&second.settings.request(p.clone(), None)).await.unwrap();
+        let r = second
+            .client
+            .complete(&second.settings.request(p.clone(), None))
+            .await
+            .unwrap();
         assert!(r.cached);
         assert_eq!(r.text, fake_answer(p));
         assert!(r.usage.input_tokens.is_some());
@@ -203,7 +245,11 @@ async fn a_rerun_is_answered_from_the_cache() {
     let mut job_ctx = ctx();
     job_ctx.cache_path = Some(cache.clone());
     let third = chat(&fake, &[("max_tokens", "7")], &job_ctx).await;
-    let r = third.client.complete(&third.settings.request(prompts[0].clone(), None)).await.unwrap();
+    let r = third
+        .client
+        .complete(&third.settings.request(prompts[0].clone(), None))
+        .await
+        .unwrap();
     assert!(!r.cached);
     assert_eq!(fake.received().len(), 11);
 }
@@ -219,14 +265,22 @@ async fn the_budget_stops_calls_before_the_limit() {
     job_ctx.budget = Some(budget.clone());
     let chat = chat(
         &fake,
-        &[("price.input_per_1m", "1"), ("price.output_per_1m", "1"), ("max_tokens", "10")],
+        &[
+            ("price.input_per_1m", "1"),
+            ("price.output_per_1m", "1"),
+            ("max_tokens", "10"),
+        ],
         &job_ctx,
     )
     .await;
     let mut answered = 0;
     let mut stopped = None;
     for i in 0..100 {
-        match chat.client.complete(&chat.settings.request(format!("question {i}"), None)).await {
+        match chat
+            .client
+            .complete(&chat.settings.request(format!("question {i}"), None))
+            .await
+        {
             Ok(_) => answered += 1,
             Err(e) => {
                 stopped = Some(e.to_string());
@@ -237,10 +291,23 @@ async fn the_budget_stops_calls_before_the_limit() {
     let err = stopped.expect("the budget stops the run");
     assert!(err.contains("job.max_cost_usd"), "{err}");
     assert!(answered > 0);
-    assert_eq!(fake.received().len(), answered, "no call is sent once the budget refuses");
-    assert!(budget.spent() <= limit, "spent {} of {}", budget.spent(), limit);
+    assert_eq!(
+        fake.received().len(),
+        answered,
+        "no call is sent once the budget refuses"
+    );
+    assert!(
+        budget.spent() <= limit,
+        "spent {} of {}",
+        budget.spent(),
+        limit
+    );
     // Nothing more goes out after the stop.
-    assert!(chat.client.complete(&chat.settings.request("late".into(), None)).await.is_err());
+    assert!(chat
+        .client
+        .complete(&chat.settings.request("late".into(), None))
+        .await
+        .is_err());
     assert_eq!(fake.received().len(), answered);
 }
 
@@ -254,16 +321,26 @@ async fn bad_chat_options_are_named() {
         (&[("dimensions", "4")], "unknown option 'dimensions'"),
     ];
     for (extra, needle) in cases {
-        let err = build_model("llm", options(&fake, extra), &ctx()).await.unwrap_err().to_string();
+        let err = build_model("llm", options(&fake, extra), &ctx())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(needle), "{extra:?}: {err}");
     }
     let mut job_ctx = ctx();
     job_ctx.budget = Some(Arc::new(Budget::new(Money::parse("1").unwrap())));
-    let err = build_model("llm", options(&fake, &[]), &job_ctx).await.unwrap_err().to_string();
+    let err = build_model("llm", options(&fake, &[]), &job_ctx)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("price.input_per_1m"), "{err}");
     // An embedding function on a chat model, and the reverse, are clear errors.
     let session = session(&fake, &[], OnModelError::Fail).await;
-    let err = session.sql("SELECT embed('llm', 'x')").await.unwrap_err().to_string();
+    let err = session
+        .sql("SELECT embed('llm', 'x')")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not 'embedding'"), "{err}");
 }
 
@@ -275,7 +352,10 @@ fn aws_env() {
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "strata-test-secret");
         std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
         std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/strata-test-aws-config");
-        std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/strata-test-aws-credentials");
+        std::env::set_var(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/strata-test-aws-credentials",
+        );
         std::env::remove_var("AWS_PROFILE");
         std::env::remove_var("AWS_SESSION_TOKEN");
     });
@@ -290,10 +370,16 @@ async fn bedrock_converse_with_a_prompt_cache_point() {
         [
             ("provider", "bedrock".to_string()),
             ("task", "chat".to_string()),
-            ("model_id", "anthropic.claude-3-haiku-20240307-v1:0".to_string()),
+            (
+                "model_id",
+                "anthropic.claude-3-haiku-20240307-v1:0".to_string(),
+            ),
             ("region", "us-east-1".to_string()),
             ("endpoint", fake.base_url()),
-            ("system", "You are a careful assistant who answers in one line.".to_string()),
+            (
+                "system",
+                "You are a careful assistant who answers in one line.".to_string(),
+            ),
             ("prompt_cache", "true".to_string()),
             ("max_tokens", "64".to_string()),
             ("temperature", "0.2".to_string()),
@@ -301,11 +387,21 @@ async fn bedrock_converse_with_a_prompt_cache_point() {
             ("retry.max_ms", "5".to_string()),
         ],
     );
-    let model = build_model("claude", opts, &ctx()).await.expect("model builds");
+    let model = build_model("claude", opts, &ctx())
+        .await
+        .expect("model builds");
     let chat = model.chat("ai_complete").unwrap().clone();
     fake.script([Fault::throttled(None)]);
-    let first = chat.client.complete(&chat.settings.request("first question".into(), None)).await.unwrap();
-    let second = chat.client.complete(&chat.settings.request("second question".into(), None)).await.unwrap();
+    let first = chat
+        .client
+        .complete(&chat.settings.request("first question".into(), None))
+        .await
+        .unwrap();
+    let second = chat
+        .client
+        .complete(&chat.settings.request("second question".into(), None))
+        .await
+        .unwrap();
     assert_eq!(first.text, fake_answer("first question"));
     assert_eq!(second.text, fake_answer("second question"));
     // The system prompt (10 words) is written to the prompt cache once, then read.
@@ -317,7 +413,11 @@ async fn bedrock_converse_with_a_prompt_cache_point() {
     assert_eq!(received.len(), 3, "the ThrottlingException was retried");
     assert_eq!(received[0].status, 429);
     let body = &received[2].body;
-    assert!(received[2].path.ends_with("/converse"), "{}", received[2].path);
+    assert!(
+        received[2].path.ends_with("/converse"),
+        "{}",
+        received[2].path
+    );
     assert_eq!(body["system"][1]["cachePoint"]["type"], "default", "{body}");
     assert_eq!(body["inferenceConfig"]["maxTokens"], 64);
     assert_eq!(body["messages"][0]["content"][0]["text"], "second question");
@@ -325,10 +425,17 @@ async fn bedrock_converse_with_a_prompt_cache_point() {
     // A validation error is not retried, and names the model.
     let err = chat
         .client
-        .complete(&chat.settings.request(format!("x {}", fake_endpoints::INVALID_PROMPT), None))
+        .complete(
+            &chat
+                .settings
+                .request(format!("x {}", fake_endpoints::INVALID_PROMPT), None),
+        )
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("ValidationException") && err.contains("claude"), "{err}");
+    assert!(
+        err.contains("ValidationException") && err.contains("claude"),
+        "{err}"
+    );
     assert_eq!(fake.received().len(), 4);
 }

@@ -34,9 +34,13 @@ const SECRET_TEXTS: [&str; 3] = [
 #[tokio::test]
 async fn the_endpoint_never_receives_the_pii() {
     let fake = FakeEndpoint::start().await;
-    let model = build_model("guarded", options(&fake, &[("redact_input", "true")]), &ctx())
-        .await
-        .expect("model");
+    let model = build_model(
+        "guarded",
+        options(&fake, &[("redact_input", "true")]),
+        &ctx(),
+    )
+    .await
+    .expect("model");
     let e = model.embedder("embed").expect("embedder");
     let texts: Vec<String> = SECRET_TEXTS.iter().map(|s| s.to_string()).collect();
     let got = e.embed(&texts).await.expect("embed");
@@ -44,8 +48,16 @@ async fn the_endpoint_never_receives_the_pii() {
     let seen = fake.received();
     assert_eq!(seen.len(), 1);
     let body = seen[0].body.to_string();
-    for secret in ["jane.doe@example.com", "4111 1111 1111 1111", "10.20.30.40", "253 0000"] {
-        assert!(!body.contains(secret), "the endpoint received '{secret}': {body}");
+    for secret in [
+        "jane.doe@example.com",
+        "4111 1111 1111 1111",
+        "10.20.30.40",
+        "253 0000",
+    ] {
+        assert!(
+            !body.contains(secret),
+            "the endpoint received '{secret}': {body}"
+        );
     }
     let sent: Vec<String> = seen[0].body["input"]
         .as_array()
@@ -71,7 +83,13 @@ async fn redact_types_limits_what_is_masked() {
     let fake = FakeEndpoint::start().await;
     let model = build_model(
         "guarded",
-        options(&fake, &[("redact_input", "true"), ("redact_types", "EMAIL, IP_ADDRESS")]),
+        options(
+            &fake,
+            &[
+                ("redact_input", "true"),
+                ("redact_types", "EMAIL, IP_ADDRESS"),
+            ],
+        ),
         &ctx(),
     )
     .await
@@ -81,8 +99,14 @@ async fn redact_types_limits_what_is_masked() {
         .await
         .expect("embed");
     let sent = fake.received()[0].body["input"].to_string();
-    assert!(sent.contains("{EMAIL}") && sent.contains("{IP_ADDRESS}"), "{sent}");
-    assert!(sent.contains("4111 1111 1111 1111"), "a type not listed stays: {sent}");
+    assert!(
+        sent.contains("{EMAIL}") && sent.contains("{IP_ADDRESS}"),
+        "{sent}"
+    );
+    assert!(
+        sent.contains("4111 1111 1111 1111"),
+        "a type not listed stays: {sent}"
+    );
 }
 
 #[tokio::test]
@@ -90,9 +114,24 @@ async fn bad_guardrail_options_are_errors_at_the_option() {
     let fake = FakeEndpoint::start().await;
     let cases: [(&[(&str, &str)], &str, &str); 4] = [
         (&[("redact_input", "maybe")], "redact_input", "redact_input"),
-        (&[("redact_input", "true"), ("redact_types", "EMAIL, SHOE_SIZE")], "redact_types", "SHOE_SIZE"),
-        (&[("redact_input", "true"), ("redact_types", "NAME")], "redact_types", "NER"),
-        (&[("redact_types", "EMAIL")], "redact_types", "redact_input = true"),
+        (
+            &[
+                ("redact_input", "true"),
+                ("redact_types", "EMAIL, SHOE_SIZE"),
+            ],
+            "redact_types",
+            "SHOE_SIZE",
+        ),
+        (
+            &[("redact_input", "true"), ("redact_types", "NAME")],
+            "redact_types",
+            "NER",
+        ),
+        (
+            &[("redact_types", "EMAIL")],
+            "redact_types",
+            "redact_input = true",
+        ),
     ];
     for (extra, key, needle) in cases {
         let err = build_model("guarded", options(&fake, extra), &ctx())

@@ -17,9 +17,7 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use serde::Deserialize;
 use strata_operators::models::local::{resolve_model_dir, BertEmbedding};
-use strata_operators::models::{
-    build_model, Embedder, ModelContext, ModelOptions, ModelRegistry,
-};
+use strata_operators::models::{build_model, Embedder, ModelContext, ModelOptions, ModelRegistry};
 use strata_operators::{register_all, OperatorConfig};
 
 use common::models_dir;
@@ -38,7 +36,8 @@ struct Case {
 }
 
 fn fixture() -> Fixture {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/minilm_reference.json");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/minilm_reference.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).expect("fixture parses")
@@ -61,7 +60,9 @@ async fn local(name: &str, extra: &[(&str, &str)]) -> Arc<dyn Embedder> {
         name,
         options.iter().map(|(k, v)| (k.to_string(), v.to_string())),
     );
-    let model = build_model(name, opts, &mctx()).await.expect("local model loads");
+    let model = build_model(name, opts, &mctx())
+        .await
+        .expect("local model loads");
     model.embedder("embed").expect("embedding model").clone()
 }
 
@@ -121,14 +122,22 @@ fn truncates_at_sentence_bert_max_seq_length() {
             long += 1;
         }
     }
-    assert!(long >= 2, "the fixture must hold texts longer than 256 tokens");
+    assert!(
+        long >= 2,
+        "the fixture must hold texts longer than 256 tokens"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batching_boundaries_keep_order_and_values() {
     let e = local("small_batches", &[("max_batch", "4"), ("max_wait_ms", "1")]).await;
     let base: Vec<String> = (0..9)
-        .map(|i| format!("sentence number {i} about {}", ["cats", "tax law", "GPUs"][i % 3]))
+        .map(|i| {
+            format!(
+                "sentence number {i} about {}",
+                ["cats", "tax law", "GPUs"][i % 3]
+            )
+        })
         .collect();
     let singles: Vec<Vec<f32>> = {
         let mut v = Vec::new();
@@ -143,7 +152,10 @@ async fn batching_boundaries_keep_order_and_values() {
         let got = e.embed(&texts).await.expect("embed");
         for (i, v) in got.chunks(e.dimensions()).enumerate() {
             let c = cosine(v, &singles[i]);
-            assert!(c > 0.99999, "n={n} text {i}: cosine {c} vs embedding it alone");
+            assert!(
+                c > 0.99999,
+                "n={n} text {i}: cosine {c} vs embedding it alone"
+            );
         }
     }
     // Several callers at once share the executor; each gets its own rows back in order.
@@ -151,14 +163,19 @@ async fn batching_boundaries_keep_order_and_values() {
     for k in 0..6 {
         let e = e.clone();
         let texts: Vec<String> = base.iter().cycle().skip(k).take(7).cloned().collect();
-        joins.push(tokio::spawn(async move { (texts.clone(), e.embed(&texts).await) }));
+        joins.push(tokio::spawn(async move {
+            (texts.clone(), e.embed(&texts).await)
+        }));
     }
     for j in joins {
         let (texts, got) = j.await.expect("join");
         let got = got.expect("embed");
         for (t, v) in texts.iter().zip(got.chunks(e.dimensions())) {
             let i = base.iter().position(|b| b == t).expect("known text");
-            assert!(cosine(v, &singles[i]) > 0.99999, "concurrent caller got another row's vector");
+            assert!(
+                cosine(v, &singles[i]) > 0.99999,
+                "concurrent caller got another row's vector"
+            );
         }
     }
 }
@@ -190,8 +207,11 @@ async fn embed_in_sql_returns_fixed_size_vectors_and_null_for_null() {
         ]))],
     )
     .expect("batch");
-    ctx.register_table("t", Arc::new(MemTable::try_new(schema, vec![vec![batch]]).expect("mem")))
-        .expect("register");
+    ctx.register_table(
+        "t",
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]]).expect("mem")),
+    )
+    .expect("register");
     let df = ctx
         .sql("SELECT embed('minilm', t) AS v, cosine_similarity(embed('minilm', t), embed('MiniLM', 'the cat sat on the mat')) AS s FROM t")
         .await
@@ -208,7 +228,11 @@ async fn embed_in_sql_returns_fixed_size_vectors_and_null_for_null() {
     assert!(v.is_valid(0) && v.is_null(1) && v.is_valid(2) && v.is_valid(3));
     assert_eq!(v.value(2).as_primitive::<Float32Type>().len(), 384);
     let s = b.column(1).as_primitive::<arrow::datatypes::Float64Type>();
-    assert!((s.value(0) - 1.0).abs() < 1e-5, "self-similarity {}", s.value(0));
+    assert!(
+        (s.value(0) - 1.0).abs() < 1e-5,
+        "self-similarity {}",
+        s.value(0)
+    );
     assert!(s.is_null(1));
     assert!(s.value(3) > 0.8, "near-duplicate similarity {}", s.value(3));
     assert!(s.value(2) < s.value(3));
@@ -218,13 +242,20 @@ async fn embed_in_sql_returns_fixed_size_vectors_and_null_for_null() {
         .await
         .expect_err("unknown model")
         .to_string();
-    assert!(err.contains("no model named 'nope'") && err.contains("CREATE MODEL"), "{err}");
+    assert!(
+        err.contains("no model named 'nope'") && err.contains("CREATE MODEL"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn bad_local_options_are_errors_naming_the_option() {
     let cases: [(&[(&str, &str)], &str, &str); 5] = [
-        (&[("path", "no-such-model-dir")], "path", "no-such-model-dir"),
+        (
+            &[("path", "no-such-model-dir")],
+            "path",
+            "no-such-model-dir",
+        ),
         (&[("device", "tpu:0")], "device", "tpu"),
         (&[("max_batch", "0")], "max_batch", "max_batch"),
         (&[("max_wait_ms", "soon")], "max_wait_ms", "max_wait_ms"),
@@ -237,7 +268,9 @@ async fn bad_local_options_are_errors_naming_the_option() {
             "m",
             options.iter().map(|(k, v)| (k.to_string(), v.to_string())),
         );
-        let err = build_model("m", opts, &mctx()).await.expect_err("bad option");
+        let err = build_model("m", opts, &mctx())
+            .await
+            .expect_err("bad option");
         let msg = err.to_string();
         match &err {
             strata_operators::OperatorError::Model { key: Some(k), .. } => {

@@ -221,7 +221,11 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
         .map(|b| (b.0.clone(), SourceSummary::default()))
         .collect();
     let mut summary_sinks: BTreeMap<String, SinkSummary> = BTreeMap::new();
-    for sink in inserts.iter().map(|i| &i.sink).chain(side_outputs.iter().map(|(s, _)| s)) {
+    for sink in inserts
+        .iter()
+        .map(|i| &i.sink)
+        .chain(side_outputs.iter().map(|(s, _)| s))
+    {
         summary_sinks
             .entry(sink.name().to_string())
             .or_insert_with(|| SinkSummary {

@@ -103,7 +103,10 @@ fn pii_config(
     }
     if let Some((v, pos)) = settings.get("pii.min_score") {
         cfg.min_score = v.trim().parse::<f64>().map_err(|_| {
-            pos.error(file, format!("pii.min_score must be a number between 0 and 1, got '{v}'"))
+            pos.error(
+                file,
+                format!("pii.min_score must be a number between 0 and 1, got '{v}'"),
+            )
         })?;
         check_pii(file, *pos, &cfg)?;
     }
@@ -427,20 +430,35 @@ pub async fn plan_text(
         match st {
             Statement::Set(s) => {
                 if !SETTINGS.iter().any(|(k, _)| *k == s.key) {
-                    let known: Vec<String> = SETTINGS.iter().map(|(k, d)| format!("{k} ({d})")).collect();
-                    return Err(s.pos.error(file, format!("unknown setting '{}'; known settings: {}", s.key, known.join("; "))));
+                    let known: Vec<String> =
+                        SETTINGS.iter().map(|(k, d)| format!("{k} ({d})")).collect();
+                    return Err(s.pos.error(
+                        file,
+                        format!(
+                            "unknown setting '{}'; known settings: {}",
+                            s.key,
+                            known.join("; ")
+                        ),
+                    ));
                 }
                 settings.insert(s.key, (s.value, s.pos));
             }
             Statement::CreateTable(t) => {
                 if tables.iter().any(|x| x.name.eq_ignore_ascii_case(&t.name)) {
-                    return Err(t.pos.error(file, format!("table '{}' is declared twice", t.name)));
+                    return Err(t
+                        .pos
+                        .error(file, format!("table '{}' is declared twice", t.name)));
                 }
                 tables.push(t)
             }
             Statement::CreateModel(m) => {
-                if model_defs.iter().any(|x| x.name.eq_ignore_ascii_case(&m.name)) {
-                    return Err(m.pos.error(file, format!("model '{}' is declared twice", m.name)));
+                if model_defs
+                    .iter()
+                    .any(|x| x.name.eq_ignore_ascii_case(&m.name))
+                {
+                    return Err(m
+                        .pos
+                        .error(file, format!("model '{}' is declared twice", m.name)));
                 }
                 model_defs.push(m)
             }
@@ -761,7 +779,10 @@ pub async fn plan_text(
     }
 
     // The usage table: every model-call attempt, written with the epoch that made it.
-    let mut side_outputs: Vec<(Arc<dyn strata_pipeline::Sink>, Arc<dyn strata_pipeline::SideOutput>)> = Vec::new();
+    let mut side_outputs: Vec<(
+        Arc<dyn strata_pipeline::Sink>,
+        Arc<dyn strata_pipeline::SideOutput>,
+    )> = Vec::new();
     if let (Some((path, pos)), Some(log)) = (&usage_path, &operators.usage) {
         if tables.iter().any(|t| t.name.eq_ignore_ascii_case("usage")) {
             return Err(pos.error(file, "usage.path writes a table named 'usage', and the job declares one too: rename the declared table"));
@@ -784,7 +805,10 @@ pub async fn plan_text(
         sink_infos.push(TableInfo {
             name: "usage".into(),
             connector: "parquet".into(),
-            options: vec![("path".into(), path.trim().to_string()), ("partition_by".into(), "dt, hour".into())],
+            options: vec![
+                ("path".into(), path.trim().to_string()),
+                ("partition_by".into(), "dt, hour".into()),
+            ],
             schema,
         });
         side_outputs.push((sink, log.clone()));
@@ -867,10 +891,8 @@ fn with_embedding_model(
                 if let Expr::ScalarFunction(f) = e {
                     if f.name() == strata_operators::udfs::embed::NAME {
                         if let Some(Expr::Literal(v, _)) = f.args.first() {
-                            if let Some(model) = v
-                                .try_as_str()
-                                .flatten()
-                                .and_then(|name| models.get(name))
+                            if let Some(model) =
+                                v.try_as_str().flatten().and_then(|name| models.get(name))
                             {
                                 if let Ok(e) = model.embedder("embed") {
                                     ids.insert(e.model_id().to_string());

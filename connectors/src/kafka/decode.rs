@@ -24,8 +24,14 @@ use crate::file::text::TextCodec;
 use crate::{ConnectorError, Result};
 
 /// Names of the metadata columns.
-pub const METADATA_COLUMNS: &[&str] =
-    &["_topic", "_partition", "_offset", "_key", "_timestamp", "_headers"];
+pub const METADATA_COLUMNS: &[&str] = &[
+    "_topic",
+    "_partition",
+    "_offset",
+    "_key",
+    "_timestamp",
+    "_headers",
+];
 
 /// One message's metadata (the value lives in [`PartBuf::values`]).
 #[derive(Clone, Debug)]
@@ -85,7 +91,12 @@ impl PartBuf {
 
     /// Bytes held (values, keys).
     pub fn bytes(&self) -> usize {
-        self.values.len() + self.msgs.iter().map(|m| m.key.as_ref().map_or(0, |k| k.len())).sum::<usize>()
+        self.values.len()
+            + self
+                .msgs
+                .iter()
+                .map(|m| m.key.as_ref().map_or(0, |k| k.len()))
+                .sum::<usize>()
     }
 }
 
@@ -145,12 +156,50 @@ impl Decoder {
         for f in schema.fields() {
             let t = f.data_type();
             let col = match f.name().as_str() {
-                "_topic" => { check_type("_topic", t, *t == DataType::Utf8, "TEXT")?; Col::Topic }
-                "_partition" => { check_type("_partition", t, matches!(t, DataType::Int32 | DataType::Int64), "INT")?; Col::Partition }
-                "_offset" => { check_type("_offset", t, *t == DataType::Int64, "BIGINT")?; Col::Offset }
-                "_key" => { check_type("_key", t, matches!(t, DataType::Binary | DataType::Utf8), "BYTEA or TEXT")?; Col::Key }
-                "_timestamp" => { check_type("_timestamp", t, matches!(t, DataType::Timestamp(_, _) | DataType::Int64), "TIMESTAMP, TIMESTAMPTZ or BIGINT (ms)")?; Col::Timestamp }
-                "_headers" => { check_type("_headers", t, *t == DataType::Utf8, "TEXT (a JSON object of header name to value)")?; Col::Headers }
+                "_topic" => {
+                    check_type("_topic", t, *t == DataType::Utf8, "TEXT")?;
+                    Col::Topic
+                }
+                "_partition" => {
+                    check_type(
+                        "_partition",
+                        t,
+                        matches!(t, DataType::Int32 | DataType::Int64),
+                        "INT",
+                    )?;
+                    Col::Partition
+                }
+                "_offset" => {
+                    check_type("_offset", t, *t == DataType::Int64, "BIGINT")?;
+                    Col::Offset
+                }
+                "_key" => {
+                    check_type(
+                        "_key",
+                        t,
+                        matches!(t, DataType::Binary | DataType::Utf8),
+                        "BYTEA or TEXT",
+                    )?;
+                    Col::Key
+                }
+                "_timestamp" => {
+                    check_type(
+                        "_timestamp",
+                        t,
+                        matches!(t, DataType::Timestamp(_, _) | DataType::Int64),
+                        "TIMESTAMP, TIMESTAMPTZ or BIGINT (ms)",
+                    )?;
+                    Col::Timestamp
+                }
+                "_headers" => {
+                    check_type(
+                        "_headers",
+                        t,
+                        *t == DataType::Utf8,
+                        "TEXT (a JSON object of header name to value)",
+                    )?;
+                    Col::Headers
+                }
                 _ => {
                     value_fields.push(f.clone());
                     Col::Value(value_fields.len() - 1)
@@ -158,13 +207,22 @@ impl Decoder {
             };
             cols.push(col);
         }
-        if METADATA_COLUMNS.iter().any(|m| schema.fields().iter().filter(|f| f.name() == m).count() > 1) {
-            return Err(ConnectorError::Schema(format!("table '{table}': a metadata column is declared twice")));
+        if METADATA_COLUMNS
+            .iter()
+            .any(|m| schema.fields().iter().filter(|f| f.name() == m).count() > 1)
+        {
+            return Err(ConnectorError::Schema(format!(
+                "table '{table}': a metadata column is declared twice"
+            )));
         }
         let value_schema = Arc::new(Schema::new(value_fields));
         match format {
             KafkaFormat::Raw | KafkaFormat::Text => {
-                let want = if format == KafkaFormat::Raw { DataType::Binary } else { DataType::Utf8 };
+                let want = if format == KafkaFormat::Raw {
+                    DataType::Binary
+                } else {
+                    DataType::Utf8
+                };
                 let ok = value_schema.fields().len() == 1
                     && value_schema.field(0).name() == "value"
                     && *value_schema.field(0).data_type() == want;
@@ -178,13 +236,24 @@ impl Decoder {
                 }
             }
             KafkaFormat::Json => {
-                arrow_json::ReaderBuilder::new(value_schema.clone()).build_decoder().map_err(|e| {
-                    ConnectorError::Schema(format!("table '{table}': the declared columns cannot be read from JSON: {e}"))
-                })?;
+                arrow_json::ReaderBuilder::new(value_schema.clone())
+                    .build_decoder()
+                    .map_err(|e| {
+                        ConnectorError::Schema(format!(
+                            "table '{table}': the declared columns cannot be read from JSON: {e}"
+                        ))
+                    })?;
             }
         }
         let json = (format == KafkaFormat::Json).then(|| JsonCodec::new(value_schema.clone()));
-        Ok(Self { schema, format, cols, value_schema, json, max_record_bytes: max_record_bytes as usize })
+        Ok(Self {
+            schema,
+            format,
+            cols,
+            value_schema,
+            json,
+            max_record_bytes: max_record_bytes as usize,
+        })
     }
 
     /// The table's schema.
@@ -199,18 +268,29 @@ impl Decoder {
 
     /// Whether `_key` is declared TEXT (keys must then be UTF-8).
     fn key_is_text(&self) -> bool {
-        self.cols.iter().zip(self.schema.fields()).any(|(c, f)| matches!(c, Col::Key) && *f.data_type() == DataType::Utf8)
+        self.cols
+            .iter()
+            .zip(self.schema.fields())
+            .any(|(c, f)| matches!(c, Col::Key) && *f.data_type() == DataType::Utf8)
     }
 
     /// Decode one partition's messages.
-    pub fn decode(&self, topic: &str, partition: i32, buf: &PartBuf) -> Result<(Vec<RecordBatch>, Vec<BadRecord>), String> {
+    pub fn decode(
+        &self,
+        topic: &str,
+        partition: i32,
+        buf: &PartBuf,
+    ) -> Result<(Vec<RecordBatch>, Vec<BadRecord>), String> {
         let split = format!("{topic}/{partition}");
         let mut batches = Vec::new();
         let mut bad = Vec::new();
         let mut run: Vec<usize> = Vec::new();
         let key_text = self.key_is_text();
         let bad_rec = |m: &MsgMeta, reason: String| BadRecord {
-            raw: m.value.map(|(s, e)| buf.values[s..e].to_vec()).unwrap_or_default(),
+            raw: m
+                .value
+                .map(|(s, e)| buf.values[s..e].to_vec())
+                .unwrap_or_default(),
             reason,
             split: split.clone(),
             position: m.offset as u64,
@@ -218,7 +298,10 @@ impl Decoder {
         };
         for (i, m) in buf.msgs.iter().enumerate() {
             let problem = if m.value_len > self.max_record_bytes {
-                Some(format!("value of {} bytes is over max_record_bytes ({})", m.value_len, self.max_record_bytes))
+                Some(format!(
+                    "value of {} bytes is over max_record_bytes ({})",
+                    m.value_len, self.max_record_bytes
+                ))
             } else if m.value.is_none() && self.format != KafkaFormat::Raw {
                 Some("null value (tombstone): nothing to decode".to_string())
             } else if self.format == KafkaFormat::Text {
@@ -230,20 +313,39 @@ impl Decoder {
                 None
             };
             let problem = problem.or_else(|| match (&m.key, key_text) {
-                (Some(k), true) => simdutf8::compat::from_utf8(k)
-                    .err()
-                    .map(|err| format!("_key is TEXT but the key is invalid UTF-8 at byte {}", err.valid_up_to())),
+                (Some(k), true) => simdutf8::compat::from_utf8(k).err().map(|err| {
+                    format!(
+                        "_key is TEXT but the key is invalid UTF-8 at byte {}",
+                        err.valid_up_to()
+                    )
+                }),
                 _ => None,
             });
             match problem {
                 Some(reason) => {
-                    self.flush_run(topic, partition, buf, &mut run, &mut batches, &mut bad, &bad_rec)?;
+                    self.flush_run(
+                        topic,
+                        partition,
+                        buf,
+                        &mut run,
+                        &mut batches,
+                        &mut bad,
+                        &bad_rec,
+                    )?;
                     bad.push(bad_rec(m, reason));
                 }
                 None => run.push(i),
             }
         }
-        self.flush_run(topic, partition, buf, &mut run, &mut batches, &mut bad, &bad_rec)?;
+        self.flush_run(
+            topic,
+            partition,
+            buf,
+            &mut run,
+            &mut batches,
+            &mut bad,
+            &bad_rec,
+        )?;
         Ok((batches, bad))
     }
 
@@ -264,7 +366,9 @@ impl Decoder {
         let idx = std::mem::take(run);
         match &self.json {
             None => batches.push(self.assemble(topic, partition, buf, &idx, None)?),
-            Some(codec) => self.decode_json(codec, topic, partition, buf, &idx, batches, bad, bad_rec)?,
+            Some(codec) => {
+                self.decode_json(codec, topic, partition, buf, &idx, batches, bad, bad_rec)?
+            }
         }
         Ok(())
     }
@@ -285,7 +389,10 @@ impl Decoder {
         // between them was set aside; runs are built that way (a bad message
         // ends a run), so the run's bytes are one slice.
         let first = buf.msgs[idx[0]].value.expect("json runs hold values").0;
-        let last = buf.msgs[idx[idx.len() - 1]].value.expect("json runs hold values").1;
+        let last = buf.msgs[idx[idx.len() - 1]]
+            .value
+            .expect("json runs hold values")
+            .1;
         let data = &buf.values[first..last + 1];
         match codec.decode(data, idx.len()) {
             Ok(values) => batches.push(self.assemble(topic, partition, buf, idx, Some(values))?),
@@ -296,8 +403,26 @@ impl Decoder {
             }
             Err(_) => {
                 let mid = idx.len() / 2;
-                self.decode_json(codec, topic, partition, buf, &idx[..mid], batches, bad, bad_rec)?;
-                self.decode_json(codec, topic, partition, buf, &idx[mid..], batches, bad, bad_rec)?;
+                self.decode_json(
+                    codec,
+                    topic,
+                    partition,
+                    buf,
+                    &idx[..mid],
+                    batches,
+                    bad,
+                    bad_rec,
+                )?;
+                self.decode_json(
+                    codec,
+                    topic,
+                    partition,
+                    buf,
+                    &idx[mid..],
+                    batches,
+                    bad,
+                    bad_rec,
+                )?;
             }
         }
         Ok(())
@@ -360,9 +485,11 @@ impl Decoder {
                     }
                     let a: ArrayRef = Arc::new(b.finish());
                     match field.data_type() {
-                        DataType::Int64 => cast(&a, &DataType::Timestamp(TimeUnit::Millisecond, None))
-                            .and_then(|a| cast(&a, &DataType::Int64))
-                            .map_err(|e| e.to_string())?,
+                        DataType::Int64 => {
+                            cast(&a, &DataType::Timestamp(TimeUnit::Millisecond, None))
+                                .and_then(|a| cast(&a, &DataType::Int64))
+                                .map_err(|e| e.to_string())?
+                        }
                         t => cast(&a, t).map_err(|e| e.to_string())?,
                     }
                 }
@@ -380,7 +507,9 @@ impl Decoder {
                                 (
                                     k.clone(),
                                     v.as_ref().map_or(serde_json::Value::Null, |v| {
-                                        serde_json::Value::String(String::from_utf8_lossy(v).into_owned())
+                                        serde_json::Value::String(
+                                            String::from_utf8_lossy(v).into_owned(),
+                                        )
                                     }),
                                 )
                             })
@@ -390,7 +519,11 @@ impl Decoder {
                     Arc::new(b.finish())
                 }
             };
-            let arr = if arr.len() == n { arr } else { new_null_array(field.data_type(), n) };
+            let arr = if arr.len() == n {
+                arr
+            } else {
+                new_null_array(field.data_type(), n)
+            };
             out.push(arr);
         }
         let _ = &self.value_schema;
@@ -435,10 +568,20 @@ mod tests {
     #[test]
     fn raw_needs_a_value_column() {
         assert!(Decoder::new("t", None, KafkaFormat::Raw, 64).is_ok());
-        let e = Decoder::new("t", Some(schema()), KafkaFormat::Raw, 64).err().unwrap().to_string();
+        let e = Decoder::new("t", Some(schema()), KafkaFormat::Raw, 64)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("'value BYTEA'"), "{e}");
-        let bad = Arc::new(Schema::new(vec![Field::new("_offset", DataType::Utf8, true)]));
-        let e = Decoder::new("t", Some(bad), KafkaFormat::Json, 64).err().unwrap().to_string();
+        let bad = Arc::new(Schema::new(vec![Field::new(
+            "_offset",
+            DataType::Utf8,
+            true,
+        )]));
+        let e = Decoder::new("t", Some(bad), KafkaFormat::Json, 64)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("declare it BIGINT"), "{e}");
     }
 }

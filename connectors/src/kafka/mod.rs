@@ -58,7 +58,12 @@ impl Connector for KafkaConnector {
 
     async fn create_source(&self, decl: &TableDecl, ctx: &ConnectorContext) -> Result<SourceParts> {
         let options = KafkaSourceOptions::parse(&decl.options)?;
-        let decoder = decode::Decoder::new(&decl.name, decl.schema.clone(), options.format, options.max_record_bytes)?;
+        let decoder = decode::Decoder::new(
+            &decl.name,
+            decl.schema.clone(),
+            options.format,
+            options.max_record_bytes,
+        )?;
         let side: DeadLetterSide = Arc::default();
         let dead_letter: Option<Arc<dyn Sink>> = match &options.dead_letter {
             None => None,
@@ -69,12 +74,14 @@ impl Connector for KafkaConnector {
                 options.properties.clone(),
                 side.clone(),
             )?)),
-            Some(options::DeadLetter::Parquet(p)) => Some(crate::parquet::ParquetSink::for_dead_letters(
-                ctx,
-                &format!("{}.dead_letter", decl.name),
-                p,
-                options.storage.clone(),
-            )?),
+            Some(options::DeadLetter::Parquet(p)) => {
+                Some(crate::parquet::ParquetSink::for_dead_letters(
+                    ctx,
+                    &format!("{}.dead_letter", decl.name),
+                    p,
+                    options.storage.clone(),
+                )?)
+            }
         };
         let bad_data = options.bad_data;
         Ok(SourceParts {
@@ -84,7 +91,12 @@ impl Connector for KafkaConnector {
         })
     }
 
-    async fn create_sink(&self, decl: &TableDecl, schema: SchemaRef, _ctx: &ConnectorContext) -> Result<Arc<dyn Sink>> {
+    async fn create_sink(
+        &self,
+        decl: &TableDecl,
+        schema: SchemaRef,
+        _ctx: &ConnectorContext,
+    ) -> Result<Arc<dyn Sink>> {
         let options = KafkaSinkOptions::parse(&decl.options)?;
         Ok(Arc::new(KafkaSink::new(&decl.name, schema, &options)?))
     }

@@ -21,10 +21,19 @@ pub const DEFAULT_MAX_RECORD_BYTES: u64 = 8 << 20;
 pub const RESERVED_PROPERTIES: &[(&str, &str)] = &[
     ("bootstrap.servers", "bootstrap_servers"),
     ("group.id", "group_id"),
-    ("enable.auto.commit", "nothing: offsets are committed after each epoch's files are visible"),
-    ("enable.auto.offset.store", "nothing: strata stores offsets itself"),
+    (
+        "enable.auto.commit",
+        "nothing: offsets are committed after each epoch's files are visible",
+    ),
+    (
+        "enable.auto.offset.store",
+        "nothing: strata stores offsets itself",
+    ),
     ("auto.offset.reset", "'scan.startup.mode'"),
-    ("enable.idempotence", "nothing: the sink's producer is always idempotent"),
+    (
+        "enable.idempotence",
+        "nothing: the sink's producer is always idempotent",
+    ),
     ("transactional.id", "'sink.delivery'"),
 ];
 
@@ -173,7 +182,10 @@ fn invalid(option: &str, value: &str, message: &str) -> ConnectorError {
     }
 }
 
-fn take_properties(r: &mut OptionReader, options: &TableOptions) -> Result<BTreeMap<String, String>> {
+fn take_properties(
+    r: &mut OptionReader,
+    options: &TableOptions,
+) -> Result<BTreeMap<String, String>> {
     let keys: Vec<String> = options
         .iter()
         .map(|(k, _)| k.clone())
@@ -191,7 +203,11 @@ fn take_properties(r: &mut OptionReader, options: &TableOptions) -> Result<BTree
             ));
         }
         if prop.is_empty() {
-            return Err(invalid(&k, &v, "name the librdkafka setting after 'properties.'"));
+            return Err(invalid(
+                &k,
+                &v,
+                "name the librdkafka setting after 'properties.'",
+            ));
         }
         out.insert(prop, v);
     }
@@ -219,7 +235,11 @@ impl KafkaSourceOptions {
         let topics_alias = r.take("topics");
         let topic = match (topic, topics_alias) {
             (Some(_), Some(_)) => {
-                return Err(invalid("topics", "", "set either topic or topics, not both"))
+                return Err(invalid(
+                    "topics",
+                    "",
+                    "set either topic or topics, not both",
+                ))
             }
             (Some(t), None) | (None, Some(t)) => t,
             (None, None) => {
@@ -256,7 +276,11 @@ impl KafkaSourceOptions {
                     hint: "'scan.startup.mode' = 'timestamp' needs the start time in milliseconds since 1970".into(),
                 })?;
                 StartupMode::Timestamp(t.trim().parse::<i64>().map_err(|e| {
-                    invalid("scan.startup.timestamp-millis", t, &format!("{e}; expected milliseconds since 1970"))
+                    invalid(
+                        "scan.startup.timestamp-millis",
+                        t,
+                        &format!("{e}; expected milliseconds since 1970"),
+                    )
                 })?)
             }
             (_, Some(t)) => {
@@ -280,12 +304,19 @@ impl KafkaSourceOptions {
                 }
             },
         };
-        let bounded = match r.take("scan.bounded.mode").map(|m| m.trim().to_ascii_lowercase()) {
+        let bounded = match r
+            .take("scan.bounded.mode")
+            .map(|m| m.trim().to_ascii_lowercase())
+        {
             None => BoundedMode::Unbounded,
             Some(m) if m == "unbounded" => BoundedMode::Unbounded,
             Some(m) if m == "latest" || m == "latest-offset" => BoundedMode::Latest,
             Some(other) => {
-                return Err(invalid("scan.bounded.mode", &other, "expected 'unbounded' or 'latest'"))
+                return Err(invalid(
+                    "scan.bounded.mode",
+                    &other,
+                    "expected 'unbounded' or 'latest'",
+                ))
             }
         };
         let bad_data = r
@@ -324,7 +355,11 @@ impl KafkaSourceOptions {
         }
         if !storage.is_empty() && !matches!(dead_letter, Some(DeadLetter::Parquet(_))) {
             let k = storage.keys().next().cloned().unwrap_or_default();
-            return Err(invalid(&k, "", "'storage.*' options only apply to a Parquet dead_letter path"));
+            return Err(invalid(
+                &k,
+                "",
+                "'storage.*' options only apply to a Parquet dead_letter path",
+            ));
         }
         Ok(Self {
             bootstrap_servers,
@@ -373,7 +408,11 @@ impl KafkaSinkOptions {
             "bootstrap_servers",
             "set bootstrap_servers = 'host:9092'",
         )?;
-        let topic = require_nonempty(&mut r, "topic", "set topic = 'name' (the topic rows are produced to)")?;
+        let topic = require_nonempty(
+            &mut r,
+            "topic",
+            "set topic = 'name' (the topic rows are produced to)",
+        )?;
         if topic.contains(',') {
             return Err(invalid("topic", &topic, "a sink writes to one topic"));
         }
@@ -395,7 +434,11 @@ impl KafkaSinkOptions {
             .take_parsed::<i32>("topic.partitions", "a positive number")?
             .unwrap_or(1);
         if partitions < 1 {
-            return Err(invalid("topic.partitions", &partitions.to_string(), "must be at least 1"));
+            return Err(invalid(
+                "topic.partitions",
+                &partitions.to_string(),
+                "must be at least 1",
+            ));
         }
         let properties = take_properties(&mut r, options)?;
         r.finish()?;
@@ -429,31 +472,58 @@ mod tests {
     use super::*;
 
     fn src(pairs: &[(&str, &str)]) -> Result<KafkaSourceOptions> {
-        let mut all = vec![("connector", "kafka"), ("bootstrap_servers", "h:9092"), ("group_id", "g")];
+        let mut all = vec![
+            ("connector", "kafka"),
+            ("bootstrap_servers", "h:9092"),
+            ("group_id", "g"),
+        ];
         all.extend_from_slice(pairs);
         KafkaSourceOptions::parse(&TableOptions::from_pairs(all))
     }
 
     #[test]
     fn source_options() {
-        let o = src(&[("topic", "a, b"), ("scan.startup.mode", "earliest"), ("scan.bounded.mode", "latest")]).unwrap();
+        let o = src(&[
+            ("topic", "a, b"),
+            ("scan.startup.mode", "earliest"),
+            ("scan.bounded.mode", "latest"),
+        ])
+        .unwrap();
         assert_eq!(o.topics, vec!["a", "b"]);
         assert_eq!(o.startup, StartupMode::Earliest);
         assert_eq!(o.bounded, BoundedMode::Latest);
-        let e = src(&[("topic", "a"), ("scan.startup.mode", "timestamp")]).unwrap_err().to_string();
+        let e = src(&[("topic", "a"), ("scan.startup.mode", "timestamp")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("scan.startup.timestamp-millis"), "{e}");
-        let e = src(&[("topic", "a"), ("properties.group.id", "x")]).unwrap_err().to_string();
+        let e = src(&[("topic", "a"), ("properties.group.id", "x")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("use group_id"), "{e}");
-        let e = src(&[("topic", "a"), ("bogus", "x")]).unwrap_err().to_string();
+        let e = src(&[("topic", "a"), ("bogus", "x")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown option 'bogus'"), "{e}");
         let o = src(&[("topic", "a"), ("properties.security.protocol", "SASL_SSL")]).unwrap();
-        assert_eq!(o.properties.get("security.protocol").map(String::as_str), Some("SASL_SSL"));
+        assert_eq!(
+            o.properties.get("security.protocol").map(String::as_str),
+            Some("SASL_SSL")
+        );
     }
 
     #[test]
     fn dead_letter_kinds() {
-        assert_eq!(DeadLetter::parse("docs.dlq"), DeadLetter::Topic("docs.dlq".into()));
-        assert_eq!(DeadLetter::parse("s3://b/dlq/"), DeadLetter::Parquet("s3://b/dlq/".into()));
-        assert_eq!(DeadLetter::parse("./dlq"), DeadLetter::Parquet("./dlq".into()));
+        assert_eq!(
+            DeadLetter::parse("docs.dlq"),
+            DeadLetter::Topic("docs.dlq".into())
+        );
+        assert_eq!(
+            DeadLetter::parse("s3://b/dlq/"),
+            DeadLetter::Parquet("s3://b/dlq/".into())
+        );
+        assert_eq!(
+            DeadLetter::parse("./dlq"),
+            DeadLetter::Parquet("./dlq".into())
+        );
     }
 }

@@ -47,15 +47,29 @@ struct Target {
 }
 
 impl Target {
-    fn new(name: &str, bootstrap: &str, topic: &str, partitions: i32, properties: BTreeMap<String, String>) -> crate::Result<Self> {
-        let producer: FutureProducer = producer_config(bootstrap, &properties).create().map_err(|e| {
-            crate::ConnectorError::InvalidOption {
-                option: "properties.*".into(),
-                value: String::new(),
-                message: format!("cannot create the Kafka producer for table '{name}': {e}"),
-            }
-        })?;
-        Ok(Self { name: name.into(), bootstrap: bootstrap.into(), topic: topic.into(), partitions, properties, producer })
+    fn new(
+        name: &str,
+        bootstrap: &str,
+        topic: &str,
+        partitions: i32,
+        properties: BTreeMap<String, String>,
+    ) -> crate::Result<Self> {
+        let producer: FutureProducer =
+            producer_config(bootstrap, &properties)
+                .create()
+                .map_err(|e| crate::ConnectorError::InvalidOption {
+                    option: "properties.*".into(),
+                    value: String::new(),
+                    message: format!("cannot create the Kafka producer for table '{name}': {e}"),
+                })?;
+        Ok(Self {
+            name: name.into(),
+            bootstrap: bootstrap.into(),
+            topic: topic.into(),
+            partitions,
+            properties,
+            producer,
+        })
     }
 
     fn err(&self, m: impl std::fmt::Display) -> PipelineError {
@@ -94,15 +108,20 @@ impl Target {
 
     /// Produce every message; returns bytes produced once all are acknowledged.
     async fn produce(&self, msgs: Vec<OutMsg>) -> Result<u64> {
-        let mut pending: std::collections::VecDeque<DeliveryFuture> = std::collections::VecDeque::new();
+        let mut pending: std::collections::VecDeque<DeliveryFuture> =
+            std::collections::VecDeque::new();
         let mut bytes = 0u64;
         for m in &msgs {
             let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
             for (k, v) in &m.headers {
-                headers = headers.insert(Header { key: k, value: Some(v) });
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v),
+                });
             }
             bytes += m.value.as_ref().map_or(0, |v| v.len()) as u64;
-            let mut record: FutureRecord<'_, Vec<u8>, Vec<u8>> = FutureRecord::to(&self.topic).headers(headers);
+            let mut record: FutureRecord<'_, Vec<u8>, Vec<u8>> =
+                FutureRecord::to(&self.topic).headers(headers);
             if let Some(k) = &m.key {
                 record = record.key(k);
             }
@@ -122,7 +141,11 @@ impl Target {
                             None => tokio::time::sleep(Duration::from_millis(10)).await,
                         }
                     }
-                    Err((e, _)) => return Err(self.err(format!("cannot produce to topic '{}': {e}", self.topic))),
+                    Err((e, _)) => {
+                        return Err(
+                            self.err(format!("cannot produce to topic '{}': {e}", self.topic))
+                        )
+                    }
                 }
             }
         }
@@ -135,7 +158,9 @@ impl Target {
     async fn settle(&self, f: DeliveryFuture) -> Result<()> {
         match f.await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, _))) => Err(self.err(format!("producing to topic '{}' failed: {e}", self.topic))),
+            Ok(Err((e, _))) => {
+                Err(self.err(format!("producing to topic '{}' failed: {e}", self.topic)))
+            }
             Err(_) => Err(self.err(format!("the producer for topic '{}' shut down", self.topic))),
         }
     }
@@ -159,16 +184,27 @@ impl KafkaSink {
         schema: SchemaRef,
         options: &super::options::KafkaSinkOptions,
     ) -> crate::Result<Self> {
-        let find = |opt: &str, col: &Option<String>, types: &[DataType], what: &str| -> crate::Result<Option<usize>> {
+        let find = |opt: &str,
+                    col: &Option<String>,
+                    types: &[DataType],
+                    what: &str|
+         -> crate::Result<Option<usize>> {
             let Some(c) = col else { return Ok(None) };
-            let (i, f) = schema.column_with_name(c).ok_or_else(|| crate::ConnectorError::InvalidOption {
-                option: opt.into(),
-                value: c.clone(),
-                message: format!(
-                    "the query has no column '{c}'; its columns are {:?}",
-                    schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>()
-                ),
-            })?;
+            let (i, f) =
+                schema
+                    .column_with_name(c)
+                    .ok_or_else(|| crate::ConnectorError::InvalidOption {
+                        option: opt.into(),
+                        value: c.clone(),
+                        message: format!(
+                            "the query has no column '{c}'; its columns are {:?}",
+                            schema
+                                .fields()
+                                .iter()
+                                .map(|f| f.name().as_str())
+                                .collect::<Vec<_>>()
+                        ),
+                    })?;
             if !types.contains(f.data_type()) {
                 return Err(crate::ConnectorError::InvalidOption {
                     option: opt.into(),
@@ -178,13 +214,43 @@ impl KafkaSink {
             }
             Ok(Some(i))
         };
-        let key = find("key", &options.key, &[DataType::Utf8, DataType::LargeUtf8, DataType::Utf8View, DataType::Binary], "a key column must be TEXT or BYTEA")?;
-        let headers = find("headers", &options.headers, &[DataType::Utf8, DataType::LargeUtf8, DataType::Utf8View], "a headers column must be TEXT holding a JSON object of header name to value")?;
+        let key = find(
+            "key",
+            &options.key,
+            &[
+                DataType::Utf8,
+                DataType::LargeUtf8,
+                DataType::Utf8View,
+                DataType::Binary,
+            ],
+            "a key column must be TEXT or BYTEA",
+        )?;
+        let headers = find(
+            "headers",
+            &options.headers,
+            &[DataType::Utf8, DataType::LargeUtf8, DataType::Utf8View],
+            "a headers column must be TEXT holding a JSON object of header name to value",
+        )?;
         if key.is_some() && key == headers {
-            return Err(crate::ConnectorError::InvalidOption { option: "headers".into(), value: options.headers.clone().unwrap_or_default(), message: "the key column cannot also be the headers column".into() });
+            return Err(crate::ConnectorError::InvalidOption {
+                option: "headers".into(),
+                value: options.headers.clone().unwrap_or_default(),
+                message: "the key column cannot also be the headers column".into(),
+            });
         }
-        let target = Target::new(name, &options.bootstrap_servers, &options.topic, options.partitions, options.properties.clone())?;
-        Ok(Self { target: Arc::new(target), schema, key, headers })
+        let target = Target::new(
+            name,
+            &options.bootstrap_servers,
+            &options.topic,
+            options.partitions,
+            options.properties.clone(),
+        )?;
+        Ok(Self {
+            target: Arc::new(target),
+            schema,
+            key,
+            headers,
+        })
     }
 }
 
@@ -213,7 +279,12 @@ impl Sink for KafkaSink {
         self.target.ensure_topic().await
     }
     async fn begin_epoch(&self, _epoch: &EpochInfo) -> Result<Box<dyn EpochWriter>> {
-        Ok(Box::new(RowWriter { sink: self.target.clone(), key: self.key, headers: self.headers, msgs: Vec::new() }))
+        Ok(Box::new(RowWriter {
+            sink: self.target.clone(),
+            key: self.key,
+            headers: self.headers,
+            msgs: Vec::new(),
+        }))
     }
     async fn remove(&self, _objects: &[String]) -> Result<()> {
         Ok(())
@@ -233,7 +304,9 @@ struct RowWriter {
 #[async_trait]
 impl EpochWriter for RowWriter {
     async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        let keep: Vec<usize> = (0..batch.num_columns()).filter(|i| Some(*i) != self.key && Some(*i) != self.headers).collect();
+        let keep: Vec<usize> = (0..batch.num_columns())
+            .filter(|i| Some(*i) != self.key && Some(*i) != self.headers)
+            .collect();
         let values = batch.project(&keep)?;
         let mut w = arrow_json::LineDelimitedWriter::new(Vec::new());
         w.write(&values)?;
@@ -243,12 +316,21 @@ impl EpochWriter for RowWriter {
         for (i, line) in lines.enumerate() {
             let key = self.key.and_then(|k| bytes_at(batch.column(k).as_ref(), i));
             let mut headers = Vec::new();
-            if let Some(h) = self.headers.and_then(|h| bytes_at(batch.column(h).as_ref(), i)) {
+            if let Some(h) = self
+                .headers
+                .and_then(|h| bytes_at(batch.column(h).as_ref(), i))
+            {
                 let v: serde_json::Value = serde_json::from_slice(&h).map_err(|e| {
-                    self.sink.err(format!("headers column: row {i} is not a JSON object ({e}): {}", String::from_utf8_lossy(&h)))
+                    self.sink.err(format!(
+                        "headers column: row {i} is not a JSON object ({e}): {}",
+                        String::from_utf8_lossy(&h)
+                    ))
                 })?;
                 let serde_json::Value::Object(obj) = v else {
-                    return Err(self.sink.err(format!("headers column: row {i} is not a JSON object: {}", String::from_utf8_lossy(&h))));
+                    return Err(self.sink.err(format!(
+                        "headers column: row {i} is not a JSON object: {}",
+                        String::from_utf8_lossy(&h)
+                    )));
                 };
                 for (k, v) in obj {
                     let v = match v {
@@ -259,12 +341,19 @@ impl EpochWriter for RowWriter {
                     headers.push((k, v));
                 }
             }
-            self.msgs.push(OutMsg { key, value: Some(line.to_vec()), headers });
+            self.msgs.push(OutMsg {
+                key,
+                value: Some(line.to_vec()),
+                headers,
+            });
         }
         Ok(())
     }
     async fn finish(self: Box<Self>) -> Result<Box<dyn StagedEpoch>> {
-        Ok(Box::new(Staged { sink: self.sink, msgs: self.msgs }))
+        Ok(Box::new(Staged {
+            sink: self.sink,
+            msgs: self.msgs,
+        }))
     }
 }
 
@@ -282,7 +371,11 @@ impl StagedEpoch for Staged {
         let rows = self.msgs.len() as u64;
         let bytes = self.sink.produce(self.msgs).await?;
         let _ = self.sink.producer.flush(Duration::from_secs(0));
-        Ok(SinkStats { rows, files: 0, bytes })
+        Ok(SinkStats {
+            rows,
+            files: 0,
+            bytes,
+        })
     }
 }
 
@@ -293,8 +386,17 @@ pub struct DeadLetterTopicSink {
 }
 
 impl DeadLetterTopicSink {
-    pub(crate) fn new(name: &str, bootstrap: &str, topic: &str, properties: BTreeMap<String, String>, side: DeadLetterSide) -> crate::Result<Self> {
-        Ok(Self { target: Arc::new(Target::new(name, bootstrap, topic, 1, properties)?), side })
+    pub(crate) fn new(
+        name: &str,
+        bootstrap: &str,
+        topic: &str,
+        properties: BTreeMap<String, String>,
+        side: DeadLetterSide,
+    ) -> crate::Result<Self> {
+        Ok(Self {
+            target: Arc::new(Target::new(name, bootstrap, topic, 1, properties)?),
+            side,
+        })
     }
 }
 
@@ -310,7 +412,11 @@ impl Sink for DeadLetterTopicSink {
         self.target.ensure_topic().await
     }
     async fn begin_epoch(&self, _epoch: &EpochInfo) -> Result<Box<dyn EpochWriter>> {
-        Ok(Box::new(DeadLetterWriter { sink: self.target.clone(), side: self.side.clone(), msgs: Vec::new() }))
+        Ok(Box::new(DeadLetterWriter {
+            sink: self.target.clone(),
+            side: self.side.clone(),
+            msgs: Vec::new(),
+        }))
     }
     async fn remove(&self, _objects: &[String]) -> Result<()> {
         Ok(())
@@ -329,7 +435,12 @@ struct DeadLetterWriter {
 #[async_trait]
 impl EpochWriter for DeadLetterWriter {
     async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        let col = |n: &str| batch.column_by_name(n).cloned().ok_or_else(|| self.sink.err(format!("dead-letter batch lacks '{n}'")));
+        let col = |n: &str| {
+            batch
+                .column_by_name(n)
+                .cloned()
+                .ok_or_else(|| self.sink.err(format!("dead-letter batch lacks '{n}'")))
+        };
         let split = col("split")?;
         let position = col("position")?;
         let reason = col("reason")?;
@@ -344,18 +455,35 @@ impl EpochWriter for DeadLetterWriter {
             let pos = position.value(i);
             let (key, orig) = side.remove(&(s.clone(), pos)).unwrap_or_default();
             let (topic, partition) = s.rsplit_once('/').unwrap_or((s.as_str(), ""));
-            let mut headers: Vec<(String, Vec<u8>)> = orig.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
+            let mut headers: Vec<(String, Vec<u8>)> = orig
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect();
             headers.push(("strata.error".into(), reason.value(i).as_bytes().to_vec()));
             headers.push(("strata.source.topic".into(), topic.as_bytes().to_vec()));
-            headers.push(("strata.source.partition".into(), partition.as_bytes().to_vec()));
+            headers.push((
+                "strata.source.partition".into(),
+                partition.as_bytes().to_vec(),
+            ));
             headers.push(("strata.source.offset".into(), pos.to_string().into_bytes()));
             // A tombstone stays a tombstone (raw is empty for it).
-            let value = if raw.value(i).is_empty() { None } else { Some(raw.value(i).to_vec()) };
-            self.msgs.push(OutMsg { key, value, headers });
+            let value = if raw.value(i).is_empty() {
+                None
+            } else {
+                Some(raw.value(i).to_vec())
+            };
+            self.msgs.push(OutMsg {
+                key,
+                value,
+                headers,
+            });
         }
         Ok(())
     }
     async fn finish(self: Box<Self>) -> Result<Box<dyn StagedEpoch>> {
-        Ok(Box::new(Staged { sink: self.sink, msgs: self.msgs }))
+        Ok(Box::new(Staged {
+            sink: self.sink,
+            msgs: self.msgs,
+        }))
     }
 }

@@ -33,7 +33,9 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use strata_pipeline::{CommitHook, EpochLimits, PipelineError, Result, Source, SourceEpoch, SplitRange};
+use strata_pipeline::{
+    CommitHook, EpochLimits, PipelineError, Result, Source, SourceEpoch, SplitRange,
+};
 
 use super::decode::{Decoder, PartBuf};
 use super::options::{BoundedMode, KafkaSourceOptions, StartupMode};
@@ -83,7 +85,12 @@ struct Shared {
 }
 
 impl Shared {
-    fn start_offset(&self, c: &BaseConsumer<GroupContext>, tp: &Tp, committed: Offset) -> std::result::Result<i64, KafkaError> {
+    fn start_offset(
+        &self,
+        c: &BaseConsumer<GroupContext>,
+        tp: &Tp,
+        committed: Offset,
+    ) -> std::result::Result<i64, KafkaError> {
         let local = self.local.lock().expect("lock").get(tp).copied();
         let committed = match committed {
             Offset::Offset(o) => Some(o),
@@ -121,13 +128,20 @@ impl ConsumerContext for GroupContext {
         let sh = &self.shared;
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let parts: Vec<Tp> = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                let parts: Vec<Tp> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
                 let committed = c.committed_offsets(tpl.clone(), META_TIMEOUT);
                 let mut owned = BTreeMap::new();
                 let mut assign = TopicPartitionList::new();
                 for tp in parts {
                     let group = match &committed {
-                        Ok(l) => l.find_partition(&tp.0, tp.1).map(|e| e.offset()).unwrap_or(Offset::Invalid),
+                        Ok(l) => l
+                            .find_partition(&tp.0, tp.1)
+                            .map(|e| e.offset())
+                            .unwrap_or(Offset::Invalid),
                         Err(_) => Offset::Invalid,
                     };
                     match sh.start_offset(c, &tp, group) {
@@ -154,7 +168,11 @@ impl ConsumerContext for GroupContext {
                 *sh.assigned.lock().expect("lock") = true;
             }
             _ => {
-                let parts: Vec<Tp> = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                let parts: Vec<Tp> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
                 let lost = c.assignment_lost();
                 *sh.assigned.lock().expect("lock") = false;
                 if !sh.closing.load(std::sync::atomic::Ordering::SeqCst) && !lost {
@@ -162,7 +180,11 @@ impl ConsumerContext for GroupContext {
                     let started = Instant::now();
                     let mut n = sh.outstanding.lock().expect("lock");
                     while *n > 0 && started.elapsed() < REVOKE_WAIT {
-                        n = sh.outstanding_cv.wait_timeout(n, Duration::from_millis(100)).expect("lock").0;
+                        n = sh
+                            .outstanding_cv
+                            .wait_timeout(n, Duration::from_millis(100))
+                            .expect("lock")
+                            .0;
                     }
                     if *n > 0 {
                         tracing::error!(source = %sh.name, epochs = *n, "revocation: in-flight epochs did not commit in time; their group offsets may be committed by the new owner first");
@@ -195,7 +217,12 @@ impl CommitHook for KafkaCommitHook {
         {
             let mut local = self.shared.local.lock().expect("lock");
             for r in ranges {
-                let tp = parse_split(&r.split).ok_or_else(|| PipelineError::source(&self.shared.name, format!("bad split name '{}'", r.split)))?;
+                let tp = parse_split(&r.split).ok_or_else(|| {
+                    PipelineError::source(
+                        &self.shared.name,
+                        format!("bad split name '{}'", r.split),
+                    )
+                })?;
                 let e = local.entry(tp.clone()).or_insert(r.end as i64);
                 *e = (*e).max(r.end as i64);
                 let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(r.end as i64));
@@ -208,11 +235,15 @@ impl CommitHook for KafkaCommitHook {
                 .await
                 .map_err(|e| PipelineError::source(&name, e))?;
             match res {
-                Ok(()) => tracing::debug!(source = %self.shared.name, epoch, "group offsets committed"),
+                Ok(()) => {
+                    tracing::debug!(source = %self.shared.name, epoch, "group offsets committed")
+                }
                 // The epoch's files are visible and its checkpoint entry written;
                 // the next assignment of these partitions to this worker starts
                 // after them, and the offsets are committed again then.
-                Err(e) => tracing::warn!(source = %self.shared.name, epoch, error = %e, "committing group offsets failed (files are visible; the checkpoint holds the positions)"),
+                Err(e) => {
+                    tracing::warn!(source = %self.shared.name, epoch, error = %e, "committing group offsets failed (files are visible; the checkpoint holds the positions)")
+                }
             }
         }
         let mut n = self.shared.outstanding.lock().expect("lock");
@@ -243,7 +274,12 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    pub(crate) fn new(name: &str, options: KafkaSourceOptions, decoder: Decoder, side: DeadLetterSide) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        options: KafkaSourceOptions,
+        decoder: Decoder,
+        side: DeadLetterSide,
+    ) -> Self {
         let shared = Arc::new(Shared {
             name: name.to_string(),
             startup: options.startup,
@@ -259,7 +295,10 @@ impl KafkaSource {
             name: name.to_string(),
             options: Arc::new(options),
             decoder: Arc::new(decoder),
-            hook: Arc::new(KafkaCommitHook { shared: shared.clone(), consumer: Mutex::new(None) }),
+            hook: Arc::new(KafkaCommitHook {
+                shared: shared.clone(),
+                consumer: Mutex::new(None),
+            }),
             shared,
             reader: None,
             side,
@@ -272,7 +311,13 @@ impl KafkaSource {
     }
 
     fn state(&self) -> Result<serde_json::Value> {
-        let st = KafkaState { positions: self.handed.iter().map(|(tp, o)| (split_name(tp), *o)).collect() };
+        let st = KafkaState {
+            positions: self
+                .handed
+                .iter()
+                .map(|(tp, o)| (split_name(tp), *o))
+                .collect(),
+        };
         serde_json::to_value(st).map_err(|e| self.err(e))
     }
 
@@ -291,12 +336,16 @@ impl KafkaSource {
                 let mut side = self.side.lock().expect("lock");
                 for b in &bad {
                     if let Some(m) = buf.msgs.iter().find(|m| m.offset as u64 == b.position) {
-                        side.insert((b.split.clone(), b.position), (m.key.clone(), m.headers.clone()));
+                        side.insert(
+                            (b.split.clone(), b.position),
+                            (m.key.clone(), m.headers.clone()),
+                        );
                     }
                 }
             }
             ep.bytes += buf.bytes() as u64;
-            ep.batches.extend(batches.into_iter().filter(|b| b.num_rows() > 0));
+            ep.batches
+                .extend(batches.into_iter().filter(|b| b.num_rows() > 0));
             ep.bad.extend(bad);
             ep.ranges.push(SplitRange {
                 split: split_name(&tp),
@@ -318,14 +367,19 @@ impl KafkaSource {
 
 impl Drop for KafkaSource {
     fn drop(&mut self) {
-        self.shared.closing.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared
+            .closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
 fn headers_of<M: Message>(m: &M) -> Vec<(String, Option<Vec<u8>>)> {
     match m.headers() {
         None => Vec::new(),
-        Some(h) => h.iter().map(|h| (h.key.to_string(), h.value.map(|v| v.to_vec()))).collect(),
+        Some(h) => h
+            .iter()
+            .map(|h| (h.key.to_string(), h.value.map(|v| v.to_vec())))
+            .collect(),
     }
 }
 
@@ -361,7 +415,8 @@ impl Source for KafkaSource {
 
     async fn open(&mut self, state: Option<serde_json::Value>) -> Result<()> {
         if let Some(st) = state {
-            let st: KafkaState = serde_json::from_value(st.clone()).map_err(|e| self.err(format!("unreadable kafka source state {st}: {e}")))?;
+            let st: KafkaState = serde_json::from_value(st.clone())
+                .map_err(|e| self.err(format!("unreadable kafka source state {st}: {e}")))?;
             let mut local = self.shared.local.lock().expect("lock");
             for (s, o) in st.positions {
                 if let Some(tp) = parse_split(&s) {
@@ -413,12 +468,19 @@ impl Source for KafkaSource {
             tracing::info!(source = %self.name, ends = ?b, "bounded scan: reading up to these end offsets");
         }
         *self.hook.consumer.lock().expect("lock") = Some(consumer.clone());
-        self.reader = Some(Reader { consumer, next: BTreeMap::new(), bounds });
+        self.reader = Some(Reader {
+            consumer,
+            next: BTreeMap::new(),
+            bounds,
+        });
         Ok(())
     }
 
     async fn read_epoch(&mut self, limits: &EpochLimits) -> Result<Option<SourceEpoch>> {
-        let mut reader = self.reader.take().ok_or_else(|| self.err("read before open"))?;
+        let mut reader = self
+            .reader
+            .take()
+            .ok_or_else(|| self.err("read before open"))?;
         let shared = self.shared.clone();
         let limits = limits.clone();
         let max = self.decoder.max_record_bytes();
@@ -441,7 +503,9 @@ impl Source for KafkaSource {
     async fn replay(&mut self, ranges: &[SplitRange]) -> Result<SourceEpoch> {
         let mut config = self.options.consumer_config();
         config.set("group.id", format!("{}-replay", self.options.group_id));
-        let consumer: BaseConsumer = config.create().map_err(|e| self.err(format!("cannot create the Kafka consumer: {e}")))?;
+        let consumer: BaseConsumer = config
+            .create()
+            .map_err(|e| self.err(format!("cannot create the Kafka consumer: {e}")))?;
         let ranges_v = ranges.to_vec();
         let max = self.decoder.max_record_bytes();
         let name = self.name.clone();
@@ -535,7 +599,9 @@ fn read_blocking(
         let assigned = *shared.assigned.lock().expect("lock");
         if let Some(bounds) = &r.bounds {
             let done = assigned
-                && r.next.iter().all(|(tp, o)| bounds.get(tp).is_none_or(|b| o >= b));
+                && r.next
+                    .iter()
+                    .all(|(tp, o)| bounds.get(tp).is_none_or(|b| o >= b));
             if done && !bufs.is_empty() {
                 return Ok(Some(bufs));
             }
@@ -563,10 +629,15 @@ fn read_blocking(
                 }
             }
         }
-        if rows >= limits.max_rows.max(1) || bytes >= limits.max_bytes.max(1) || Instant::now() >= deadline {
+        if rows >= limits.max_rows.max(1)
+            || bytes >= limits.max_bytes.max(1)
+            || Instant::now() >= deadline
+        {
             return Ok(Some(bufs));
         }
-        let wait = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(100));
         match r.consumer.poll(wait) {
             None => {}
             Some(Err(e)) if fatal(&e) => return Err(format!("Kafka consumer error: {e}")),
@@ -578,7 +649,9 @@ fn read_blocking(
             }
             Some(Ok(m)) => {
                 let tp = (m.topic().to_string(), m.partition());
-                let Some(next) = r.next.get(&tp).copied() else { continue };
+                let Some(next) = r.next.get(&tp).copied() else {
+                    continue;
+                };
                 let off = m.offset();
                 let next = if next < 0 { off } else { next };
                 if off < next {
@@ -590,8 +663,17 @@ fn read_blocking(
                         continue;
                     }
                 }
-                let entry = bufs.entry(tp.clone()).or_insert_with(|| (next, next, PartBuf::default()));
-                entry.2.push(off, m.payload(), m.key(), m.timestamp().to_millis(), headers_of(&m), max);
+                let entry = bufs
+                    .entry(tp.clone())
+                    .or_insert_with(|| (next, next, PartBuf::default()));
+                entry.2.push(
+                    off,
+                    m.payload(),
+                    m.key(),
+                    m.timestamp().to_millis(),
+                    headers_of(&m),
+                    max,
+                );
                 entry.1 = off + 1;
                 rows += 1;
                 bytes += m.payload_len() + 1;

@@ -115,12 +115,16 @@ impl ChatSettings {
         let max_tokens = match opts.take_positive("max_tokens")? {
             None => DEFAULT_MAX_TOKENS,
             Some(n) if n <= 1_000_000 => n as u32,
-            Some(n) => return Err(opts.error("max_tokens", format!("must be at most 1000000, got {n}"))),
+            Some(n) => {
+                return Err(opts.error("max_tokens", format!("must be at most 1000000, got {n}")))
+            }
         };
         let temperature = match opts.take_parsed::<f32>("temperature", "a number from 0 to 2")? {
             None => None,
             Some(t) if (0.0..=2.0).contains(&t) => Some(t),
-            Some(t) => return Err(opts.error("temperature", format!("must be from 0 to 2, got {t}"))),
+            Some(t) => {
+                return Err(opts.error("temperature", format!("must be from 0 to 2, got {t}")))
+            }
         };
         let max_concurrency = match opts.take_positive("max_concurrency")? {
             None => DEFAULT_MAX_CONCURRENCY,
@@ -171,7 +175,11 @@ impl Money {
             return None;
         }
         let int: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-        let mut frac_units: i128 = if frac.is_empty() { 0 } else { frac.parse().ok()? };
+        let mut frac_units: i128 = if frac.is_empty() {
+            0
+        } else {
+            frac.parse().ok()?
+        };
         frac_units *= 10i128.pow(Self::SCALE - frac.len() as u32);
         Some(Money(int * 10i128.pow(Self::SCALE) + frac_units))
     }
@@ -215,7 +223,9 @@ impl Prices {
                 Some(v) => Money::parse(&v).map(Some).ok_or_else(|| {
                     opts.error(
                         key,
-                        format!("must be a non-negative decimal in USD per million tokens, got '{v}'"),
+                        format!(
+                            "must be a non-negative decimal in USD per million tokens, got '{v}'"
+                        ),
                     )
                 }),
             }
@@ -241,8 +251,14 @@ impl Prices {
         };
         let micro = per(usage.input_tokens, self.input_per_1m)
             + per(usage.output_tokens, self.output_per_1m)
-            + per(usage.cache_read_tokens, self.cache_read_per_1m.or(self.input_per_1m))
-            + per(usage.cache_write_tokens, self.cache_write_per_1m.or(self.input_per_1m));
+            + per(
+                usage.cache_read_tokens,
+                self.cache_read_per_1m.or(self.input_per_1m),
+            )
+            + per(
+                usage.cache_write_tokens,
+                self.cache_write_per_1m.or(self.input_per_1m),
+            );
         Money((micro + 999_999) / 1_000_000)
     }
 
@@ -432,7 +448,10 @@ impl Cached {
     }
 
     fn path(&self, key: &str) -> ObjPath {
-        self.prefix.clone().join(&key[..2]).join(format!("{key}.json"))
+        self.prefix
+            .clone()
+            .join(&key[..2])
+            .join(format!("{key}.json"))
     }
 
     fn count(&self, result: &'static str) {
@@ -451,7 +470,12 @@ impl ChatModel for Cached {
         let model_id = self.inner.model_id();
         let path = self.path(&request.cache_key(model_id));
         match self.store.get(&path).await {
-            Ok(got) => match got.bytes().await.ok().and_then(|b| serde_json::from_slice::<CacheEntry>(&b).ok()) {
+            Ok(got) => match got
+                .bytes()
+                .await
+                .ok()
+                .and_then(|b| serde_json::from_slice::<CacheEntry>(&b).ok())
+            {
                 Some(e) if e.model_id == model_id => {
                     self.count("hit");
                     if let Some((log, model)) = &self.usage {
@@ -541,7 +565,9 @@ mod tests {
         budget.reserve("m", Money::parse("0.6").unwrap()).unwrap();
         budget.settle(Money::parse("0.6").unwrap(), Money::parse("0.5").unwrap());
         budget.reserve("m", Money::parse("0.5").unwrap()).unwrap();
-        let err = budget.reserve("m", Money::parse("0.01").unwrap()).unwrap_err();
+        let err = budget
+            .reserve("m", Money::parse("0.01").unwrap())
+            .unwrap_err();
         assert!(err.to_string().contains("job.max_cost_usd"), "{err}");
         // Once refused, always refused: no call slips in after the stop.
         budget.settle(Money::parse("0.5").unwrap(), Money::default());
@@ -561,10 +587,22 @@ mod tests {
         assert_eq!(k, base.clone().cache_key("m"));
         assert_ne!(k, base.cache_key("other"));
         let variants = [
-            ChatRequest { system: Some(String::new()), ..base.clone() },
-            ChatRequest { prompt: "hi ".into(), ..base.clone() },
-            ChatRequest { max_tokens: 11, ..base.clone() },
-            ChatRequest { temperature: Some(0.0), ..base.clone() },
+            ChatRequest {
+                system: Some(String::new()),
+                ..base.clone()
+            },
+            ChatRequest {
+                prompt: "hi ".into(),
+                ..base.clone()
+            },
+            ChatRequest {
+                max_tokens: 11,
+                ..base.clone()
+            },
+            ChatRequest {
+                temperature: Some(0.0),
+                ..base.clone()
+            },
         ];
         for v in variants {
             assert_ne!(k, v.cache_key("m"), "{v:?}");

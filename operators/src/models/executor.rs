@@ -234,7 +234,12 @@ fn run_group(jobs: Vec<Job>) {
     let refs: Vec<(usize, usize, &str)> = jobs
         .iter()
         .enumerate()
-        .flat_map(|(j, job)| job.texts.iter().enumerate().map(move |(i, t)| (j, i, t.as_str())))
+        .flat_map(|(j, job)| {
+            job.texts
+                .iter()
+                .enumerate()
+                .map(move |(i, t)| (j, i, t.as_str()))
+        })
         .collect();
     let tokenized: Vec<(usize, usize, Result<Vec<u32>>)> = refs
         .par_iter()
@@ -262,8 +267,7 @@ fn run_group(jobs: Vec<Job>) {
     // its matrix products across the pool). Running whole batches side by side keeps every
     // core busy through the parts of a BERT pass that candle runs on one thread
     // (elementwise GELU, masking, pooling), which otherwise idle the other cores.
-    let batches: Vec<&[(usize, usize, Vec<u32>)]> =
-        seqs.chunks(policy.max_batch.max(1)).collect();
+    let batches: Vec<&[(usize, usize, Vec<u32>)]> = seqs.chunks(policy.max_batch.max(1)).collect();
     let results: Vec<Result<Vec<f32>>> = batches
         .par_iter()
         .map(|batch| {
@@ -440,7 +444,11 @@ mod tests {
             max_batch: 8,
             max_wait: Duration::ZERO,
         };
-        assert!(ex.submit(m.clone(), policy, vec![]).await.unwrap().is_empty());
+        assert!(ex
+            .submit(m.clone(), policy, vec![])
+            .await
+            .unwrap()
+            .is_empty());
         assert_eq!(m.calls.load(Ordering::SeqCst), 0);
     }
 }

@@ -294,7 +294,11 @@ impl BertEmbedding {
             }
         };
         let pooled = if self.normalize {
-            let norm = pooled.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?;
+            let norm = pooled
+                .sqr()?
+                .sum_keepdim(1)?
+                .sqrt()?
+                .clamp(1e-12f32, f32::MAX)?;
             pooled.broadcast_div(&norm)?
         } else {
             pooled

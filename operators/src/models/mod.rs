@@ -83,14 +83,16 @@ pub struct Chat {
 impl Model {
     /// The chat client, or an error naming the function that needs one.
     pub fn chat(&self, function: &'static str) -> Result<&Chat> {
-        self.chat.as_ref().ok_or_else(|| OperatorError::InvalidArgument {
-            function,
-            message: format!(
-                "model '{}' has task = '{}', not 'chat'; declare a chat model with \
+        self.chat
+            .as_ref()
+            .ok_or_else(|| OperatorError::InvalidArgument {
+                function,
+                message: format!(
+                    "model '{}' has task = '{}', not 'chat'; declare a chat model with \
                  CREATE MODEL ... WITH (task = 'chat', ...)",
-                self.name, self.task
-            ),
-        })
+                    self.name, self.task
+                ),
+            })
     }
 
     /// The embedder, or an error naming the function that needs one.
@@ -182,7 +184,11 @@ impl ModelRegistry {
                 message: format!(
                     "no model named '{name}' (declared: {}); declare it with \
                      CREATE MODEL {name} WITH (provider = 'local', path = 'all-MiniLM-L6-v2')",
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 ),
             }
         })
@@ -314,14 +320,22 @@ async fn build_chat(
             let location = strata_pipeline::storage::resolve(&path, &BTreeMap::new())
                 .map_err(|e| opts.error("cache.path", e.to_string()))?;
             let hits = ctx.usage.clone().map(|log| {
-                (log, usage::UsageModel {
-                    model: name.to_ascii_lowercase(),
-                    provider: provider.to_string(),
-                    operation: "chat",
-                    prices,
-                })
+                (
+                    log,
+                    usage::UsageModel {
+                        model: name.to_ascii_lowercase(),
+                        provider: provider.to_string(),
+                        operation: "chat",
+                        prices,
+                    },
+                )
             });
-            Arc::new(chat::Cached::new(&name.to_ascii_lowercase(), client, location, hits))
+            Arc::new(chat::Cached::new(
+                &name.to_ascii_lowercase(),
+                client,
+                location,
+                hits,
+            ))
         }
     };
     Ok(Chat { client, settings })

@@ -63,9 +63,11 @@ impl ModelOptions {
     pub fn take_parsed<T: FromStr>(&mut self, key: &str, expected: &str) -> Result<Option<T>> {
         match self.take(key) {
             None => Ok(None),
-            Some(v) => v.trim().parse::<T>().map(Some).map_err(|_| {
-                self.error(key, format!("must be {expected}, got '{v}'"))
-            }),
+            Some(v) => v
+                .trim()
+                .parse::<T>()
+                .map(Some)
+                .map_err(|_| self.error(key, format!("must be {expected}, got '{v}'"))),
         }
     }
 

@@ -117,7 +117,11 @@ impl UsageLog {
         let i = |n: &str| Field::new(n, DataType::Int64, false);
         Arc::new(Schema::new(vec![
             s("request_id", false),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
             s("job", false),
             s("feature", true),
             s("tenant", true),
@@ -159,7 +163,11 @@ impl UsageLog {
         };
         let micros: Vec<i64> = rows
             .iter()
-            .map(|r| r.ts.duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0))
+            .map(|r| {
+                r.ts.duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_micros() as i64)
+                    .unwrap_or(0)
+            })
             .collect();
         let utc: Vec<chrono::DateTime<chrono::Utc>> = micros
             .iter()
@@ -168,9 +176,10 @@ impl UsageLog {
         // Money is in units of 1e-16 USD; cost_usd keeps 10 decimals, rounded up so the
         // recorded cost is never below what was spent.
         let down = 10i128.pow(Money::SCALE - COST_SCALE as u32);
-        let cost = Decimal128Array::from_iter_values(rows.iter().map(|r| (r.cost.0 + down - 1) / down))
-            .with_precision_and_scale(38, COST_SCALE)
-            .expect("38,10 is a valid decimal type");
+        let cost =
+            Decimal128Array::from_iter_values(rows.iter().map(|r| (r.cost.0 + down - 1) / down))
+                .with_precision_and_scale(38, COST_SCALE)
+                .expect("38,10 is a valid decimal type");
         let columns: Vec<ArrayRef> = vec![
             strs(&|r| Some(r.request_id.clone())),
             Arc::new(TimestampMicrosecondArray::from(micros).with_timezone("UTC")),
@@ -185,16 +194,28 @@ impl UsageLog {
             Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.attempt))),
             strs(&|r| Some(r.status.clone())),
             strs(&|r| r.error_code.clone()),
-            Arc::new(BooleanArray::from(rows.iter().map(|r| Some(r.cache_hit)).collect::<Vec<_>>())),
+            Arc::new(BooleanArray::from(
+                rows.iter().map(|r| Some(r.cache_hit)).collect::<Vec<_>>(),
+            )),
             ints(&|u| u.input_tokens),
             ints(&|u| u.output_tokens),
             ints(&|u| u.cache_read_tokens),
             ints(&|u| u.cache_write_tokens),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.latency.as_millis() as i64))),
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| r.latency.as_millis() as i64),
+            )),
             Arc::new(cost),
             Arc::new(StringArray::from(vec![None::<&str>; n])),
-            Arc::new(utc.iter().map(|t| Some(t.format("%Y-%m-%d").to_string())).collect::<StringArray>()),
-            Arc::new(utc.iter().map(|t| Some(t.format("%H").to_string())).collect::<StringArray>()),
+            Arc::new(
+                utc.iter()
+                    .map(|t| Some(t.format("%Y-%m-%d").to_string()))
+                    .collect::<StringArray>(),
+            ),
+            Arc::new(
+                utc.iter()
+                    .map(|t| Some(t.format("%H").to_string()))
+                    .collect::<StringArray>(),
+            ),
         ];
         Some(RecordBatch::try_new(Self::schema(), columns).expect("usage columns match the schema"))
     }

@@ -51,7 +51,11 @@ pub fn summarize_prompt(text: &str, max_words: i64) -> String {
 /// plus room for punctuation, never above the model's own `max_tokens`.
 fn summary_tokens(max_words: i64, model_max: u32) -> u32 {
     let words = u32::try_from(max_words).unwrap_or(u32::MAX);
-    words.saturating_mul(3).div_ceil(2).saturating_add(16).min(model_max)
+    words
+        .saturating_mul(3)
+        .div_ceil(2)
+        .saturating_add(16)
+        .min(model_max)
 }
 
 /// `SET job.on_model_error`: what a row gets when its model call fails for good.
@@ -219,10 +223,18 @@ impl ScalarUDFImpl for AiFunc {
                 "Completion of a prompt by a chat model declared with CREATE MODEL.",
                 "ai_complete(model, prompt [, max_tokens])",
             )
-            .with_sql_example("SELECT id, ai_complete('llm', question, 200) AS answer FROM requests")
-            .with_argument("model", "Name of a CREATE MODEL with task 'chat' (a literal).")
+            .with_sql_example(
+                "SELECT id, ai_complete('llm', question, 200) AS answer FROM requests",
+            )
+            .with_argument(
+                "model",
+                "Name of a CREATE MODEL with task 'chat' (a literal).",
+            )
             .with_argument("prompt", "The user turn. NULL gives NULL.")
-            .with_argument("max_tokens", "Bound on generated tokens (default: the model's).")
+            .with_argument(
+                "max_tokens",
+                "Bound on generated tokens (default: the model's).",
+            )
             .build()
         });
         static SUMMARIZE: LazyLock<Documentation> = LazyLock::new(|| {
@@ -232,7 +244,10 @@ impl ScalarUDFImpl for AiFunc {
                 "ai_summarize(model, text [, max_words])",
             )
             .with_sql_example("SELECT doc_id, ai_summarize('llm', body, 50) AS summary FROM docs")
-            .with_argument("model", "Name of a CREATE MODEL with task 'chat' (a literal).")
+            .with_argument(
+                "model",
+                "Name of a CREATE MODEL with task 'chat' (a literal).",
+            )
             .with_argument("text", "Text to summarize. NULL gives NULL.")
             .with_argument("max_words", "Longest summary in words (default 100).")
             .build()
@@ -352,7 +367,10 @@ mod tests {
     fn policies_parse() {
         assert_eq!("fail".parse::<OnModelError>(), Ok(OnModelError::Fail));
         assert_eq!(" NULL ".parse::<OnModelError>(), Ok(OnModelError::Null));
-        assert!("dead_letter".parse::<OnModelError>().unwrap_err().contains("not available"));
+        assert!("dead_letter"
+            .parse::<OnModelError>()
+            .unwrap_err()
+            .contains("not available"));
         assert!("skip".parse::<OnModelError>().is_err());
     }
 }

@@ -54,7 +54,10 @@ impl ScalarUDFImpl for CosineSimilarityFunc {
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         if arg_types.len() != 2 {
-            return plan_err!("{NAME} takes 2 arguments: {NAME}(a, b), got {}", arg_types.len());
+            return plan_err!(
+                "{NAME} takes 2 arguments: {NAME}(a, b), got {}",
+                arg_types.len()
+            );
         }
         for (t, arg) in arg_types.iter().zip(["a", "b"]) {
             if !is_float_vector(t) {
@@ -97,7 +100,10 @@ impl ScalarUDFImpl for CosineSimilarityFunc {
                 continue;
             }
             let (x, y) = (a.value(row), b.value(row));
-            let (x, y) = (x.as_primitive::<Float64Type>(), y.as_primitive::<Float64Type>());
+            let (x, y) = (
+                x.as_primitive::<Float64Type>(),
+                y.as_primitive::<Float64Type>(),
+            );
             if x.len() != y.len() {
                 return exec_err!(
                     "{NAME}: vectors of different lengths ({} and {}) in row {row}; compare \

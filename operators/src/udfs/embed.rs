@@ -115,7 +115,10 @@ impl ScalarUDFImpl for EmbedFunc {
                 "embed(model, text)",
             )
             .with_sql_example("SELECT doc_id, embed('minilm', body) AS vector FROM docs")
-            .with_argument("model", "Name of a CREATE MODEL with task 'embedding' (a literal).")
+            .with_argument(
+                "model",
+                "Name of a CREATE MODEL with task 'embedding' (a literal).",
+            )
             .with_argument("text", "Text to embed. NULL gives NULL.")
             .build()
         });

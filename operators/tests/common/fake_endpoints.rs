@@ -251,12 +251,17 @@ async fn handle(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let seq = state.requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-    let every = state.throttle_every.load(std::sync::atomic::Ordering::SeqCst);
+    let seq = state
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        + 1;
+    let every = state
+        .throttle_every
+        .load(std::sync::atomic::Ordering::SeqCst);
     let fault = {
         let next = state.script.lock().unwrap().pop_front();
         next.or_else(|| state.standing.lock().unwrap().clone())
-            .or_else(|| (every > 0 && seq % every == 0).then(|| Fault::throttled(None)))
+            .or_else(|| (every > 0 && seq.is_multiple_of(every)).then(|| Fault::throttled(None)))
     };
     let latency = *state.latency.lock().unwrap();
     if !latency.is_zero() {
@@ -383,7 +388,13 @@ fn openai_embeddings(body: &Value, wrong_dimensions: Option<usize>) -> Response<
 
 fn openai_chat(body: &Value) -> Response<Full<Bytes>> {
     let Some(messages) = body["messages"].as_array() else {
-        return error_response(false, 400, None, "invalid_request_error", "'messages' is required");
+        return error_response(
+            false,
+            400,
+            None,
+            "invalid_request_error",
+            "'messages' is required",
+        );
     };
     let prompt = messages
         .iter()
@@ -398,7 +409,13 @@ fn openai_chat(body: &Value) -> Response<Full<Bytes>> {
         .sum();
     // A prompt asking for it gets a validation error, whatever the order of requests.
     if prompt.contains(INVALID_PROMPT) {
-        return error_response(false, 400, None, "invalid_request_error", "the prompt is not allowed");
+        return error_response(
+            false,
+            400,
+            None,
+            "invalid_request_error",
+            "the prompt is not allowed",
+        );
     }
     let answer = fake_answer(prompt);
     let max_tokens = body["max_tokens"].as_u64().unwrap_or(u64::MAX);
@@ -421,7 +438,12 @@ fn bedrock_converse(state: &State, body: &Value) -> Response<Full<Bytes>> {
     let text_of = |blocks: &Value| -> String {
         blocks
             .as_array()
-            .map(|b| b.iter().filter_map(|c| c["text"].as_str()).collect::<Vec<_>>().join(""))
+            .map(|b| {
+                b.iter()
+                    .filter_map(|c| c["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("")
+            })
             .unwrap_or_default()
     };
     let Some(prompt) = body["messages"]
@@ -429,10 +451,22 @@ fn bedrock_converse(state: &State, body: &Value) -> Response<Full<Bytes>> {
         .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
         .map(|m| text_of(&m["content"]))
     else {
-        return error_response(true, 400, None, "ValidationException", "messages is required");
+        return error_response(
+            true,
+            400,
+            None,
+            "ValidationException",
+            "messages is required",
+        );
     };
     if prompt.contains(INVALID_PROMPT) {
-        return error_response(true, 400, None, "ValidationException", "the prompt is not allowed");
+        return error_response(
+            true,
+            400,
+            None,
+            "ValidationException",
+            "the prompt is not allowed",
+        );
     }
     let system = text_of(&body["system"]);
     let cache_point = body["system"]
@@ -450,7 +484,9 @@ fn bedrock_converse(state: &State, body: &Value) -> Response<Full<Bytes>> {
         (fake_tokens(&prompt) + system_tokens, 0, 0)
     };
     let answer = fake_answer(&prompt);
-    let max_tokens = body["inferenceConfig"]["maxTokens"].as_u64().unwrap_or(u64::MAX);
+    let max_tokens = body["inferenceConfig"]["maxTokens"]
+        .as_u64()
+        .unwrap_or(u64::MAX);
     let output = fake_tokens(&answer).min(max_tokens);
     json_response(
         200,

@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::stack::{
-    AttemptObserver, CallError, ClientStack, ErrorKind, ModelIdentity, Provider, Reply, StackConfig, TokenUsage,
+    AttemptObserver, CallError, ClientStack, ErrorKind, ModelIdentity, Provider, Reply,
+    StackConfig, TokenUsage,
 };
 use super::{describe, in_order, limits::estimate_tokens, retry::parse_retry_after, BatchPlan};
 use crate::error::Result;
@@ -161,7 +162,13 @@ impl Provider for OpenAiEmbeddings {
     }
 
     async fn send(&self, request: &EmbeddingsRequest) -> Result<Reply<Vec<f32>>, CallError> {
-        let body = post_json(&self.client, &self.url, self.api_key.as_deref(), &request.body).await?;
+        let body = post_json(
+            &self.client,
+            &self.url,
+            self.api_key.as_deref(),
+            &request.body,
+        )
+        .await?;
         self.decode(&body, request.texts).map_err(|e| CallError {
             status: Some(200),
             ..e
@@ -425,7 +432,10 @@ fn decode_completion(body: &[u8]) -> Result<Reply<String>, CallError> {
         .content
         .unwrap_or_default();
     let usage = parsed.usage.map(|u| {
-        let cached = u.prompt_tokens_details.and_then(|d| d.cached_tokens).filter(|c| *c > 0);
+        let cached = u
+            .prompt_tokens_details
+            .and_then(|d| d.cached_tokens)
+            .filter(|c| *c > 0);
         TokenUsage {
             input_tokens: u.prompt_tokens.map(|p| p - cached.unwrap_or(0).min(p)),
             output_tokens: u.completion_tokens,
@@ -449,7 +459,13 @@ impl Provider for OpenAiChatCompletions {
     }
 
     async fn send(&self, request: &CompletionRequest) -> Result<Reply<String>, CallError> {
-        let body = post_json(&self.client, &self.url, self.api_key.as_deref(), &request.body).await?;
+        let body = post_json(
+            &self.client,
+            &self.url,
+            self.api_key.as_deref(),
+            &request.body,
+        )
+        .await?;
         decode_completion(&body).map_err(|e| CallError {
             status: Some(200),
             ..e
