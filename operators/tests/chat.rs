@@ -7,7 +7,7 @@
 mod fake_endpoints;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::AsArray;
@@ -344,26 +344,9 @@ async fn bad_chat_options_are_named() {
     assert!(err.contains("not 'embedding'"), "{err}");
 }
 
-/// Dummy AWS credentials for SigV4, and no lookups outside the process.
-fn aws_env() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDSTRATATEST");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "strata-test-secret");
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-        std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/strata-test-aws-config");
-        std::env::set_var(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/strata-test-aws-credentials",
-        );
-        std::env::remove_var("AWS_PROFILE");
-        std::env::remove_var("AWS_SESSION_TOKEN");
-    });
-}
-
 #[tokio::test]
 async fn bedrock_converse_with_a_prompt_cache_point() {
-    aws_env();
+    fake_endpoints::aws_test_env();
     let fake = FakeEndpoint::start().await;
     let opts = ModelOptions::new(
         "claude",

@@ -6,7 +6,7 @@ mod fake_endpoints;
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fake_endpoints::{fake_vector, FakeEndpoint, Fault};
@@ -52,25 +52,8 @@ async fn openai(fake: &FakeEndpoint, extra: &[(&str, &str)]) -> Arc<dyn Embedder
     embedder("emb", &options).await
 }
 
-/// Dummy AWS credentials for SigV4, and no lookups outside the process.
-fn aws_env() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDSTRATATEST");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "strata-test-secret");
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-        std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/strata-test-aws-config");
-        std::env::set_var(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/strata-test-aws-credentials",
-        );
-        std::env::remove_var("AWS_PROFILE");
-        std::env::remove_var("AWS_SESSION_TOKEN");
-    });
-}
-
 async fn bedrock(fake: &FakeEndpoint, model_id: &str, extra: &[(&str, &str)]) -> Arc<dyn Embedder> {
-    aws_env();
+    fake_endpoints::aws_test_env();
     let mut options = vec![
         ("provider", "bedrock".to_string()),
         ("model_id", model_id.to_string()),
@@ -500,7 +483,7 @@ async fn bedrock_cohere_batches_96_texts_a_call() {
 
 #[tokio::test]
 async fn bedrock_reports_usage_to_the_observer() {
-    aws_env();
+    fake_endpoints::aws_test_env();
     let fake = FakeEndpoint::start().await;
     fake.script([Fault::throttled(None)]);
     let observer = Arc::new(Attempts::default());
@@ -542,7 +525,7 @@ async fn bedrock_reports_usage_to_the_observer() {
 
 #[tokio::test]
 async fn bedrock_options_are_checked_when_planned() {
-    aws_env();
+    fake_endpoints::aws_test_env();
     let build = |options: Vec<(&'static str, &'static str)>| async move {
         let opts = ModelOptions::new("m", options);
         build_model("m", opts, &ctx())

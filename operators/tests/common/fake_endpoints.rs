@@ -37,7 +37,7 @@ pub enum Fault {
         code: &'static str,
         message: &'static str,
     },
-    /// Answer normally (a placeholder in a script).
+    /// Answer normally: lets a script leave a request unfaulted.
     Pass,
     /// Answer normally, but with vectors of this length whatever was asked.
     WrongDimensions(usize),
@@ -202,6 +202,24 @@ impl FakeEndpoint {
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().unwrap().clone()
     }
+}
+
+/// Dummy AWS credentials for SigV4 against the fake Bedrock routes, and no lookups outside
+/// the process (profiles, instance metadata).
+pub fn aws_test_env() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDSTRATATEST");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "strata-test-secret");
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/strata-test-aws-config");
+        std::env::set_var(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/strata-test-aws-credentials",
+        );
+        std::env::remove_var("AWS_PROFILE");
+        std::env::remove_var("AWS_SESSION_TOKEN");
+    });
 }
 
 /// The vector the fake returns for `text`: deterministic, distinct per text and position.

@@ -494,9 +494,6 @@ pub(super) async fn build(
     opts: &mut ModelOptions,
     observer: Option<Arc<dyn super::stack::AttemptObserver>>,
 ) -> Result<Arc<dyn Embedder>> {
-    let config = StackConfig {
-        observer,
-        ..StackConfig::from_options(opts)?
-    };
+    let config = StackConfig::from_options(opts, observer)?;
     Ok(Arc::new(BedrockEmbedder::from_options(opts, config).await?))
 }

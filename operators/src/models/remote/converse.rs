@@ -183,13 +183,7 @@ impl ChatModel for BedrockChat {
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatReply> {
         let wire = self.request(request)?;
-        let tokens = request.estimated_input_tokens() + u64::from(request.max_tokens);
-        let reply = self.stack.call(&wire, tokens).await?;
-        Ok(ChatReply {
-            text: reply.value,
-            usage: reply.usage,
-            cached: false,
-        })
+        super::chat_call(&self.stack, &wire, request).await
     }
 }
 
@@ -198,9 +192,6 @@ pub(super) async fn build(
     opts: &mut ModelOptions,
     observer: Option<Arc<dyn super::stack::AttemptObserver>>,
 ) -> Result<Arc<dyn ChatModel>> {
-    let config = StackConfig {
-        observer,
-        ..StackConfig::from_options(opts)?
-    };
+    let config = StackConfig::from_options(opts, observer)?;
     Ok(Arc::new(BedrockChat::from_options(opts, config).await?))
 }

@@ -113,6 +113,22 @@ where
     Ok(parts.concat())
 }
 
+/// One chat call through `stack`: reserves the input estimate plus `max_tokens` against the
+/// token limit and turns the provider's reply into a [`ChatReply`].
+pub(crate) async fn chat_call<P: stack::Provider<Response = String>>(
+    stack: &stack::ClientStack<P>,
+    wire: &P::Request,
+    request: &super::chat::ChatRequest,
+) -> Result<super::chat::ChatReply> {
+    let tokens = request.estimated_input_tokens() + u64::from(request.max_tokens);
+    let reply = stack.call(wire, tokens).await?;
+    Ok(super::chat::ChatReply {
+        text: reply.value,
+        usage: reply.usage,
+        cached: false,
+    })
+}
+
 /// An error and its causes on one line ("error sending request: ...: Connection refused").
 pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();

@@ -528,13 +528,7 @@ impl ChatModel for OpenAiChat {
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatReply> {
         let wire = self.request(request);
-        let tokens = request.estimated_input_tokens() + u64::from(request.max_tokens);
-        let reply = self.stack.call(&wire, tokens).await?;
-        Ok(ChatReply {
-            text: reply.value,
-            usage: reply.usage,
-            cached: false,
-        })
+        super::chat_call(&self.stack, &wire, request).await
     }
 }
 
@@ -566,10 +560,7 @@ pub(super) fn build_chat(
     opts: &mut ModelOptions,
     observer: Option<Arc<dyn AttemptObserver>>,
 ) -> Result<Arc<dyn ChatModel>> {
-    let config = StackConfig {
-        observer,
-        ..StackConfig::from_options(opts)?
-    };
+    let config = StackConfig::from_options(opts, observer)?;
     Ok(Arc::new(OpenAiChat::from_options(opts, config)?))
 }
 
@@ -578,10 +569,7 @@ pub(super) fn build(
     opts: &mut ModelOptions,
     observer: Option<Arc<dyn AttemptObserver>>,
 ) -> Result<Arc<dyn Embedder>> {
-    let config = StackConfig {
-        observer,
-        ..StackConfig::from_options(opts)?
-    };
+    let config = StackConfig::from_options(opts, observer)?;
     Ok(Arc::new(OpenAiEmbedder::from_options(opts, config)?))
 }
 

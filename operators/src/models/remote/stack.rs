@@ -219,8 +219,12 @@ pub struct StackConfig {
 
 impl StackConfig {
     /// Take `'limits.requests_per_minute'`, `'limits.tokens_per_minute'`,
-    /// `'retry.max_attempts'`, `'retry.base_ms'` and `'retry.max_ms'` from `opts`.
-    pub fn from_options(opts: &mut ModelOptions) -> Result<Self> {
+    /// `'retry.max_attempts'`, `'retry.base_ms'` and `'retry.max_ms'` from `opts`; every
+    /// attempt is told to `observer` (the usage log), if any.
+    pub fn from_options(
+        opts: &mut ModelOptions,
+        observer: Option<Arc<dyn AttemptObserver>>,
+    ) -> Result<Self> {
         let per_minute = |opts: &mut ModelOptions, key: &str| -> Result<Option<NonZeroU32>> {
             match opts.take_positive(key)? {
                 None => Ok(None),
@@ -271,7 +275,7 @@ impl StackConfig {
                 base,
                 max,
             },
-            observer: None,
+            observer,
         })
     }
 }
