@@ -422,3 +422,89 @@ async fn bedrock_converse_with_a_prompt_cache_point() {
     );
     assert_eq!(fake.received().len(), 4);
 }
+
+#[tokio::test]
+async fn redact_input_keeps_pii_from_the_endpoint_and_lands_in_usage() {
+    let fake = FakeEndpoint::start().await;
+    let log = Arc::new(strata_operators::models::usage::UsageLog::new("job", None));
+    let mut job_ctx = ctx();
+    job_ctx.usage = Some(log.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache").display().to_string();
+    let chat = chat(
+        &fake,
+        &[("redact_input", "true"), ("cache.path", &cache)],
+        &job_ctx,
+    )
+    .await;
+    let call = |p: &str| {
+        let request = chat.settings.request(p.to_string(), None);
+        let client = chat.client.clone();
+        strata_operators::models::usage::with_call(
+            strata_operators::models::usage::CallContext::new("none"),
+            async move { client.complete(&request).await },
+        )
+    };
+    let reply = call("write to jane.doe@example.com about card 4111 1111 1111 1111")
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.text,
+        fake_answer("write to {EMAIL} about card {CREDIT_DEBIT_CARD_NUMBER}")
+    );
+    call("nothing to hide").await.unwrap();
+    let received = fake.received();
+    let sent = received[0].body["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !sent.contains("jane.doe") && !sent.contains("4111"),
+        "{sent}"
+    );
+    // The cache is keyed by, and stores, the masked prompt only.
+    let mut cached = Vec::new();
+    for entry in walk(dir.path()) {
+        cached.push(std::fs::read_to_string(entry).unwrap());
+    }
+    assert_eq!(cached.len(), 2, "one cache entry per prompt");
+    assert!(cached
+        .iter()
+        .all(|c| !c.contains("jane.doe") && !c.contains("4111")));
+    // A rerun of the raw prompt is a cache hit: the key is over the masked prompt.
+    let again = call("write to jane.doe@example.com about card 4111 1111 1111 1111")
+        .await
+        .unwrap();
+    assert!(again.cached);
+    assert_eq!(fake.received().len(), 2);
+    let batch = log.take_batch().expect("usage rows");
+    let col = batch
+        .column_by_name("guardrail_action")
+        .unwrap()
+        .as_string::<i32>()
+        .iter()
+        .map(|v| v.map(str::to_string))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        col,
+        vec![
+            Some("ANONYMIZED".to_string()),
+            Some("NONE".to_string()),
+            Some("ANONYMIZED".to_string())
+        ]
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -3,7 +3,8 @@
 //! (Bedrock Guardrails style `{EMAIL}` placeholders), so neither the provider nor anything
 //! keyed by the text downstream ever sees the raw value.
 //!
-//! It wraps the provider's [`Embedder`]: one place, whatever the provider.
+//! It wraps the provider's [`Embedder`] ([`GuardedEmbedder`]) or the whole chat client
+//! ([`GuardedChat`], outside the response cache): one place, whatever the provider.
 
 use std::sync::Arc;
 
@@ -147,5 +148,57 @@ impl Embedder for GuardedEmbedder {
             .increment((redacted.len() - anonymized) as u64);
         let texts: Vec<String> = redacted.into_iter().map(|(t, _)| t).collect();
         self.inner.embed(&texts).await
+    }
+}
+
+/// A chat model whose prompts pass the input guardrail first. It sits outside the response
+/// cache, so cache keys (and everything after) only ever see the redacted prompt; the
+/// action lands in the usage rows of the call (`guardrail_action`).
+#[derive(Debug)]
+pub struct GuardedChat {
+    inner: Arc<dyn super::chat::ChatModel>,
+    guardrail: Arc<InputGuardrail>,
+}
+
+impl GuardedChat {
+    /// Guard `inner` with `guardrail`.
+    pub fn new(inner: Arc<dyn super::chat::ChatModel>, guardrail: InputGuardrail) -> Self {
+        Self {
+            inner,
+            guardrail: Arc::new(guardrail),
+        }
+    }
+}
+
+#[async_trait]
+impl super::chat::ChatModel for GuardedChat {
+    fn model_id(&self) -> &str {
+        self.inner.model_id()
+    }
+
+    async fn complete(&self, request: &super::chat::ChatRequest) -> Result<super::chat::ChatReply> {
+        let guardrail = Arc::clone(&self.guardrail);
+        let prompt = request.prompt.clone();
+        let (redacted, action) = tokio::task::spawn_blocking(move || guardrail.apply(&prompt))
+            .await
+            .map_err(|e| OperatorError::Call {
+                model: self.inner.model_id().to_string(),
+                message: format!("the input guardrail failed: {e}"),
+            })??;
+        metrics::counter!(
+            "strata_guardrail_texts_total",
+            "model" => self.inner.model_id().to_string(),
+            "action" => action.as_str(),
+        )
+        .increment(1);
+        let request = super::chat::ChatRequest {
+            prompt: redacted,
+            ..request.clone()
+        };
+        let call = super::usage::CallContext {
+            guardrail_action: Some(action.as_str()),
+            ..super::usage::CallContext::current()
+        };
+        super::usage::with_call(call, self.inner.complete(&request)).await
     }
 }

@@ -275,8 +275,8 @@ fn observer(
     })
 }
 
-/// A chat model's client, outermost first: cache -> budget -> (rate limit -> retry ->
-/// provider, in the provider's client stack).
+/// A chat model's client, outermost first: input guardrail -> cache -> budget -> (rate limit
+/// -> retry -> provider, in the provider's client stack).
 async fn build_chat(
     name: &str,
     provider: &str,
@@ -338,5 +338,11 @@ async fn build_chat(
             ))
         }
     };
+    // Outside the cache: cache keys, usage and the endpoint only ever see the masked prompt.
+    let client: Arc<dyn chat::ChatModel> =
+        match guardrail::InputGuardrail::from_options(opts, &ctx.pii)? {
+            Some(g) => Arc::new(guardrail::GuardedChat::new(client, g)),
+            None => client,
+        };
     Ok(Chat { client, settings })
 }

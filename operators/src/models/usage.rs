@@ -32,6 +32,9 @@ pub struct CallContext {
     pub request_id: String,
     /// `summarize-v1`, or `none`.
     pub prompt_version: &'static str,
+    /// What the model's input guardrail did to this call's input (`NONE`, `ANONYMIZED`);
+    /// `None` when the model has no guardrail.
+    pub guardrail_action: Option<&'static str>,
 }
 
 impl CallContext {
@@ -40,7 +43,13 @@ impl CallContext {
         Self {
             request_id: format!("{:032x}", fastrand::u128(..)),
             prompt_version,
+            guardrail_action: None,
         }
+    }
+
+    /// The context of the call running now (a fresh one outside any call).
+    pub fn current() -> Self {
+        current_call()
     }
 }
 
@@ -75,6 +84,7 @@ pub struct UsageRow {
     pub usage: TokenUsage,
     pub latency: Duration,
     pub cost: Money,
+    pub guardrail_action: Option<&'static str>,
 }
 
 /// The job's usage rows of the running epoch.
@@ -205,7 +215,7 @@ impl UsageLog {
                 rows.iter().map(|r| r.latency.as_millis() as i64),
             )),
             Arc::new(cost),
-            Arc::new(StringArray::from(vec![None::<&str>; n])),
+            strs(&|r| r.guardrail_action.map(str::to_string)),
             Arc::new(
                 utc.iter()
                     .map(|t| Some(t.format("%Y-%m-%d").to_string()))
@@ -259,6 +269,7 @@ impl UsageModel {
             usage: TokenUsage::default(),
             latency: Duration::ZERO,
             cost: Money::default(),
+            guardrail_action: call.guardrail_action,
         }
     }
 }
@@ -302,6 +313,7 @@ impl AttemptObserver for UsageObserver {
             usage: record.usage,
             latency: record.latency,
             cost: self.model.prices.cost(&record.usage),
+            guardrail_action: call.guardrail_action,
         });
     }
 }
