@@ -386,3 +386,108 @@ async fn usage_has_a_row_per_attempt_and_exact_costs() {
     // The invalid row is asked again (errors are not cached): its attempt is a row too.
     assert_eq!(rows2.len() - hits.len(), after - before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_rows_carry_the_tenant_of_their_row() {
+    let fake = FakeEndpoint::start().await;
+    let dir = tempdir();
+    let input = dir.path().join("docs.jsonl");
+    let tenant = |i: usize| match i % 3 {
+        0 => Some("acme"),
+        1 => Some("globex"),
+        _ => None,
+    };
+    write_jsonl(
+        &input,
+        (0..60).map(|i| json!({"doc_id": i, "org": tenant(i), "body": body(i)})),
+    );
+    let usage = dir.path().join("usage");
+    let out = dir.path().join("out");
+    let text = format!(
+        "SET epoch.max_rows = '25';
+SET usage.path = '{}';
+SET job.tenant_column = 'org';
+CREATE MODEL llm WITH (provider = 'openai', task = 'chat', endpoint = '{url}', model = 'fake-chat');
+CREATE MODEL emb WITH (provider = 'openai', task = 'embedding', endpoint = '{url}', model = 'fake-embed', dimensions = '8');
+CREATE TABLE docs (doc_id BIGINT NOT NULL, org TEXT, body TEXT) WITH (connector = 'file', path = '{}', format = 'json');
+CREATE TABLE out WITH (connector = 'parquet', path = '{}');
+INSERT INTO out SELECT doc_id, ai_complete('llm', body), embed('emb', body) FROM docs;
+",
+        s(&usage),
+        s(&input),
+        s(&out),
+        url = fake.openai_url(),
+    );
+    let job_path = write_job(dir.path(), "tenants.sql", &text);
+    let d = dir.path().to_path_buf();
+    let res = tokio::task::spawn_blocking(move || run(&d, &job_path, "ckpt"))
+        .await
+        .unwrap();
+    res.summary("tenant run");
+
+    // Output columns keep the names the user wrote; every row is answered.
+    let rows = table_rows(&out);
+    assert_eq!(rows.len(), 60);
+    assert!(
+        rows[0]
+            .get("ai_complete(Utf8(\"llm\"),docs.body)")
+            .is_some(),
+        "{:?}",
+        rows[0]
+    );
+
+    let usage_rows = table_rows(&usage);
+    let per = |op: &str, t: Option<&str>| {
+        usage_rows
+            .iter()
+            .filter(|r| r["operation"] == op && r["tenant"].as_str() == t)
+            .collect::<Vec<_>>()
+    };
+    // One chat call per row, attributed to that row's tenant (prompts are the row's body).
+    for t in [Some("acme"), Some("globex"), None] {
+        assert_eq!(per("chat", t).len(), 20, "chat calls of tenant {t:?}");
+    }
+    // Embedding calls are split per tenant within each batch: the tokens of each tenant's
+    // texts are billed to it.
+    for t in [Some("acme"), Some("globex"), None] {
+        let want: u64 = (0..60)
+            .filter(|&i| tenant(i) == t)
+            .map(|i| fake_endpoints::fake_tokens(&body(i)))
+            .sum();
+        let got: i64 = per("embedding", t)
+            .iter()
+            .map(|r| r["input_tokens"].as_i64().unwrap())
+            .sum();
+        assert_eq!(got as u64, want, "embedding tokens of tenant {t:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_column_the_query_cannot_see_is_a_plan_error() {
+    let dir = tempdir();
+    let input = dir.path().join("docs.jsonl");
+    write_jsonl(&input, [json!({"doc_id": 1, "body": "x"})]);
+    let usage = dir.path().join("usage");
+    let text = format!(
+        "SET usage.path = '{}';
+SET job.tenant_column = 'org';
+CREATE MODEL llm WITH (provider = 'openai', task = 'chat', endpoint = 'http://127.0.0.1:9', model = 'm');
+CREATE TABLE docs (doc_id BIGINT NOT NULL, body TEXT) WITH (connector = 'file', path = '{}', format = 'json');
+CREATE TABLE out WITH (connector = 'parquet', path = '{}');
+INSERT INTO out SELECT doc_id, ai_complete('llm', body) AS answer FROM docs;
+",
+        s(&usage),
+        s(&input),
+        s(&dir.path().join("out")),
+    );
+    let job_path = write_job(dir.path(), "bad.sql", &text);
+    let out = strata(dir.path(), &["explain", s(&job_path)]);
+    let err = &out.stderr;
+    assert!(!out.status.success());
+    assert!(
+        err.contains("bad.sql:2:")
+            && err.contains("no column 'org'")
+            && err.contains("doc_id, body"),
+        "{err}"
+    );
+}

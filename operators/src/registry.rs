@@ -73,6 +73,28 @@ pub fn functions(cfg: &OperatorConfig) -> Vec<ScalarUDF> {
     ]
 }
 
+/// The tenant-carrying variant of the model-calling function `name` (`embed`, `ai_complete`,
+/// `ai_summarize`), which takes the row's tenant as its last argument so the usage rows of the
+/// row's calls name it (`SET job.tenant_column`). `None` for every other function. The
+/// planner rewrites calls into these after the query is planned; they are never registered.
+pub fn tenant_variant(name: &str, cfg: &OperatorConfig) -> Option<ScalarUDF> {
+    let models = Arc::clone(&cfg.models);
+    match name {
+        crate::udfs::embed::NAME => Some(EmbedFunc::tenant_udf(models)),
+        "ai_complete" => Some(AiFunc::tenant_udf(
+            AiKind::Complete,
+            models,
+            cfg.on_model_error,
+        )),
+        "ai_summarize" => Some(AiFunc::tenant_udf(
+            AiKind::Summarize,
+            models,
+            cfg.on_model_error,
+        )),
+        _ => None,
+    }
+}
+
 /// Register every function with a session.
 pub fn register_all(ctx: &SessionContext, cfg: &OperatorConfig) {
     for f in functions(cfg) {

@@ -81,6 +81,10 @@ const SETTINGS: &[(&str, &str)] = &[
     ),
     ("job.feature", "the feature name written in every usage row"),
     (
+        "job.tenant_column",
+        "source column whose value is the tenant of the usage rows of the calls made for that row",
+    ),
+    (
         "job.on_model_error",
         "what a row gets when its ai_* call fails after the retries: 'fail' (default) or 'null'",
     ),
@@ -578,6 +582,19 @@ pub async fn plan_text(
         }
         (None, None) => {}
     }
+    let tenant_column = match (&usage_path, settings.get("job.tenant_column")) {
+        (_, None) => None,
+        (Some(_), Some((v, pos))) if !v.trim().is_empty() => Some((v.trim().to_string(), *pos)),
+        (Some(_), Some((_, pos))) => {
+            return Err(pos.error(file, "job.tenant_column must name a column, e.g. SET job.tenant_column = 'tenant'"))
+        }
+        (None, Some((_, pos))) => {
+            return Err(pos.error(
+                file,
+                "job.tenant_column is written in the usage rows: set usage.path too (SET usage.path = 's3://bucket/usage/')",
+            ))
+        }
+    };
     operators.models = Arc::new(build_models(file, &model_defs, &operators).await?);
     strata_operators::register_all(&ctx, &operators);
 
@@ -714,6 +731,10 @@ pub async fn plan_text(
                 .error(file, "INSERT INTO needs a query (SELECT ...)"));
         }
         check_row_at_a_time(file, ins, &plan)?;
+        let plan = match &tenant_column {
+            Some((column, pos)) => with_tenant_column(file, ins, plan, column, *pos, &operators)?,
+            None => plan,
+        };
         let plan = with_embedding_model(file, ins, t, plan, &operators.models)?;
         let plan = fit_to_table(file, ins, t, plan)?;
         plan.apply(|node| {
@@ -916,6 +937,87 @@ fn with_embedding_model(
         .project(exprs)
         .and_then(|b| b.build())
         .map_err(|e| df_err(file, ins.query_pos, e))
+}
+
+/// `SET job.tenant_column = 'c'`: every call of a model-calling function (`embed`, `ai_*`)
+/// is replaced by its tenant-carrying variant with the row's `c` (as text) as the last
+/// argument, so the usage rows of the calls made for a row name the row's tenant. The column
+/// must be visible where the function is called; output column names stay as written.
+fn with_tenant_column(
+    file: &str,
+    ins: &InsertDef,
+    plan: LogicalPlan,
+    column: &str,
+    set_at: Pos,
+    operators: &OperatorConfig,
+) -> Result<LogicalPlan> {
+    use datafusion::common::tree_node::Transformed;
+    use datafusion::logical_expr::expr::ScalarFunction;
+    use datafusion::logical_expr::expr_rewriter::NamePreserver;
+
+    let mut missing: Option<String> = None;
+    let rewritten = plan
+        .transform_up(|node| {
+            let inputs: Vec<_> = node.inputs().iter().map(|i| i.schema().clone()).collect();
+            let preserver = NamePreserver::new(&node);
+            let node = node.map_expressions(|e| {
+                let saved = preserver.save(&e);
+                let e = e.transform_up(|e| {
+                    let Expr::ScalarFunction(f) = &e else {
+                        return Ok(Transformed::no(e));
+                    };
+                    let Some(variant) =
+                        strata_operators::registry::tenant_variant(f.name(), operators)
+                    else {
+                        return Ok(Transformed::no(e));
+                    };
+                    let found = inputs
+                        .iter()
+                        .find_map(|s| s.qualified_field_with_unqualified_name(column).ok());
+                    let Some((qualifier, field)) = found else {
+                        let columns: Vec<String> = inputs
+                            .iter()
+                            .flat_map(|s| s.fields().iter().map(|f| f.name().clone()))
+                            .collect();
+                        missing = Some(format!(
+                            "SET job.tenant_column = '{column}', but the input of {}(...) in INSERT INTO {} has no column '{column}' (it has: {}); select the tenant column in the query, or name the right one",
+                            f.name(),
+                            ins.table,
+                            columns.join(", ")
+                        ));
+                        return Ok(Transformed::no(e));
+                    };
+                    let tenant = cast(
+                        Expr::Column(datafusion::common::Column::new(
+                            qualifier.cloned(),
+                            field.name(),
+                        )),
+                        arrow::datatypes::DataType::Utf8,
+                    );
+                    let mut args = f.args.clone();
+                    if f.name() != strata_operators::udfs::embed::NAME && args.len() == 2 {
+                        // (model, text) -> (model, text, NULL limit, tenant)
+                        args.push(Expr::Literal(
+                            datafusion::common::ScalarValue::Int64(None),
+                            None,
+                        ));
+                    }
+                    args.push(tenant);
+                    Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
+                        Arc::new(variant),
+                        args,
+                    ))))
+                })?;
+                Ok(e.update_data(|e| saved.restore(e)))
+            })?;
+            node.map_data(|n| n.recompute_schema())
+        })
+        .map_err(|e| df_err(file, ins.query_pos, e))?
+        .data;
+    match missing {
+        Some(message) => Err(set_at.error(file, message)),
+        None => Ok(rewritten),
+    }
 }
 
 /// Queries run once per epoch. Operators whose result depends on seeing every

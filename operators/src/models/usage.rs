@@ -35,6 +35,8 @@ pub struct CallContext {
     /// What the model's input guardrail did to this call's input (`NONE`, `ANONYMIZED`);
     /// `None` when the model has no guardrail.
     pub guardrail_action: Option<&'static str>,
+    /// The value of the row's `SET job.tenant_column`, when the job names one.
+    pub tenant: Option<String>,
 }
 
 impl CallContext {
@@ -44,7 +46,13 @@ impl CallContext {
             request_id: format!("{:032x}", fastrand::u128(..)),
             prompt_version,
             guardrail_action: None,
+            tenant: None,
         }
+    }
+
+    /// The same call, attributed to `tenant`.
+    pub fn with_tenant(self, tenant: Option<String>) -> Self {
+        Self { tenant, ..self }
     }
 
     /// The context of the call running now (a fresh one outside any call).
@@ -85,6 +93,7 @@ pub struct UsageRow {
     pub latency: Duration,
     pub cost: Money,
     pub guardrail_action: Option<&'static str>,
+    pub tenant: Option<String>,
 }
 
 /// The job's usage rows of the running epoch.
@@ -195,7 +204,7 @@ impl UsageLog {
             Arc::new(TimestampMicrosecondArray::from(micros).with_timezone("UTC")),
             Arc::new(StringArray::from(vec![Some(self.job.as_str()); n])),
             Arc::new(StringArray::from(vec![self.feature.as_deref(); n])),
-            Arc::new(StringArray::from(vec![None::<&str>; n])),
+            strs(&|r| r.tenant.clone()),
             strs(&|r| Some(r.model.clone())),
             strs(&|r| Some(r.model_id.clone())),
             strs(&|r| Some(r.provider.clone())),
@@ -270,6 +279,7 @@ impl UsageModel {
             latency: Duration::ZERO,
             cost: Money::default(),
             guardrail_action: call.guardrail_action,
+            tenant: call.tenant,
         }
     }
 }
@@ -314,6 +324,7 @@ impl AttemptObserver for UsageObserver {
             latency: record.latency,
             cost: self.model.prices.cost(&record.usage),
             guardrail_action: call.guardrail_action,
+            tenant: call.tenant,
         });
     }
 }

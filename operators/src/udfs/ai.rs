@@ -122,12 +122,17 @@ pub struct AiFunc {
     signature: Signature,
     models: Arc<ModelRegistry>,
     on_error: OnModelError,
+    /// The variant the planner puts in place of the user's call when the job sets
+    /// `job.tenant_column`: `(model, text, limit or NULL, tenant)`, the last argument being
+    /// the row's tenant, which goes into the usage rows of the row's calls.
+    tenant: bool,
 }
 
 impl PartialEq for AiFunc {
     fn eq(&self, other: &Self) -> bool {
         self.kind == other.kind
             && self.on_error == other.on_error
+            && self.tenant == other.tenant
             && Arc::ptr_eq(&self.models, &other.models)
     }
 }
@@ -136,6 +141,7 @@ impl Hash for AiFunc {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.kind.hash(state);
         self.on_error.hash(state);
+        self.tenant.hash(state);
         (Arc::as_ptr(&self.models) as usize).hash(state);
     }
 }
@@ -156,12 +162,36 @@ impl AiFunc {
             ),
             models,
             on_error,
+            tenant: false,
         }
     }
 
     /// As a registrable (async) UDF.
     pub fn udf(kind: AiKind, models: Arc<ModelRegistry>, on_error: OnModelError) -> ScalarUDF {
         AsyncScalarUDF::new(Arc::new(Self::new(kind, models, on_error))).into_scalar_udf()
+    }
+
+    /// The tenant-carrying variant (never registered by name: the planner builds calls to it,
+    /// see [`crate::registry::tenant_variant`]).
+    pub fn tenant_udf(
+        kind: AiKind,
+        models: Arc<ModelRegistry>,
+        on_error: OnModelError,
+    ) -> ScalarUDF {
+        let f = Self {
+            signature: Signature::exact(
+                vec![
+                    DataType::Utf8,
+                    DataType::Utf8,
+                    DataType::Int64,
+                    DataType::Utf8,
+                ],
+                Volatility::Volatile,
+            ),
+            tenant: true,
+            ..Self::new(kind, models, on_error)
+        };
+        AsyncScalarUDF::new(Arc::new(f)).into_scalar_udf()
     }
 
     fn model_name<'a>(&self, v: &'a ColumnarValue) -> Result<&'a str> {
@@ -275,6 +305,11 @@ impl AsyncScalarUDFImpl for AiFunc {
             None => return exec_err!("{name}: missing the text argument"),
         };
         let texts = string_values(&array)?;
+        let tenants = match (self.tenant, args.args.get(3)) {
+            (false, _) => None,
+            (true, Some(v)) => Some(tenant_values(v, texts.len())?),
+            (true, None) => return exec_err!("{name}: missing the tenant argument"),
+        };
         let requests: Vec<(usize, _)> = texts
             .iter()
             .enumerate()
@@ -310,8 +345,12 @@ impl AsyncScalarUDFImpl for AiFunc {
         let mut out: Vec<Option<String>> = vec![None; texts.len()];
         let client = &chat.client;
         let mut answers = futures::stream::iter(requests)
-            .map(|(row, request)| async move {
-                let call = CallContext::new(self.kind.prompt_version());
+            .map(|(row, request)| {
+                let tenant = tenants.as_ref().and_then(|t| t[row].clone());
+                (row, request, tenant)
+            })
+            .map(|(row, request, tenant)| async move {
+                let call = CallContext::new(self.kind.prompt_version()).with_tenant(tenant);
                 (row, with_call(call, client.complete(&request)).await)
             })
             .buffered(chat.settings.max_concurrency.max(1));
@@ -350,6 +389,18 @@ impl AsyncScalarUDFImpl for AiFunc {
             Ok(ColumnarValue::Array(out))
         }
     }
+}
+
+/// The per-row tenants of a tenant argument (a column, or one value for every row).
+pub(crate) fn tenant_values(v: &ColumnarValue, rows: usize) -> Result<Vec<Option<String>>> {
+    let array = match v {
+        ColumnarValue::Array(a) => Arc::clone(a),
+        ColumnarValue::Scalar(s) => s.to_array_of_size(rows)?,
+    };
+    Ok(string_values(&array)?
+        .into_iter()
+        .map(|t| t.map(str::to_string))
+        .collect())
 }
 
 #[cfg(test)]

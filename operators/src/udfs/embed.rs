@@ -5,6 +5,7 @@
 //! (DataFusion hands it a whole Arrow array; it awaits the model without blocking tokio's
 //! workers), NULL text gives a NULL vector, and only the non-null texts reach the model.
 
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 
@@ -21,6 +22,7 @@ use datafusion::logical_expr::{
 };
 
 use super::{scalar_str, string_values};
+use crate::models::usage::{with_call, CallContext};
 use crate::models::ModelRegistry;
 
 /// The SQL name of the function.
@@ -39,17 +41,22 @@ pub fn vector_type(dims: usize) -> DataType {
 pub struct EmbedFunc {
     signature: Signature,
     models: Arc<ModelRegistry>,
+    /// The variant the planner puts in place of the user's call when the job sets
+    /// `job.tenant_column`: `(model, text, tenant)`. Texts are embedded per tenant, so each
+    /// call's usage rows name one tenant.
+    tenant: bool,
 }
 
 impl PartialEq for EmbedFunc {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.models, &other.models)
+        self.tenant == other.tenant && Arc::ptr_eq(&self.models, &other.models)
     }
 }
 impl Eq for EmbedFunc {}
 impl Hash for EmbedFunc {
     fn hash<H: Hasher>(&self, state: &mut H) {
         NAME.hash(state);
+        self.tenant.hash(state);
         (Arc::as_ptr(&self.models) as usize).hash(state);
     }
 }
@@ -62,12 +69,24 @@ impl EmbedFunc {
             // coerce_types, so the signature itself must coerce (any string layout, NULL).
             signature: Signature::string(2, Volatility::Volatile),
             models,
+            tenant: false,
         }
     }
 
     /// As a registrable (async) UDF.
     pub fn udf(models: Arc<ModelRegistry>) -> ScalarUDF {
         AsyncScalarUDF::new(Arc::new(Self::new(models))).into_scalar_udf()
+    }
+
+    /// The tenant-carrying variant (never registered by name: the planner builds calls to it,
+    /// see [`crate::registry::tenant_variant`]).
+    pub fn tenant_udf(models: Arc<ModelRegistry>) -> ScalarUDF {
+        let f = Self {
+            signature: Signature::string(3, Volatility::Volatile),
+            models,
+            tenant: true,
+        };
+        AsyncScalarUDF::new(Arc::new(f)).into_scalar_udf()
     }
 
     fn model_name<'a>(&self, v: Option<&'a ScalarValue>) -> Result<&'a str> {
@@ -142,31 +161,48 @@ impl AsyncScalarUDFImpl for EmbedFunc {
             None => return exec_err!("{NAME}: missing the text argument"),
         };
         let texts = string_values(&array)?;
-        let present: Vec<String> = texts.iter().flatten().map(|t| t.to_string()).collect();
-        let vectors = embedder.embed(&present).await?;
-        if vectors.len() != present.len() * dims {
-            return exec_err!(
-                "{NAME}: model '{name}' returned {} values for {} texts of {dims} dimensions",
-                vectors.len(),
-                present.len()
-            );
+        let tenants = match (self.tenant, args.args.get(2)) {
+            (false, _) => None,
+            (true, Some(v)) => Some(super::ai::tenant_values(v, texts.len())?),
+            (true, None) => return exec_err!("{NAME}: missing the tenant argument"),
+        };
+        // The non-null rows, one group per tenant (one group when the job has no tenant
+        // column): each group is one call, so its usage rows name its tenant.
+        let mut groups: BTreeMap<Option<&str>, Vec<usize>> = BTreeMap::new();
+        for (row, t) in texts.iter().enumerate() {
+            if t.is_some() {
+                let tenant = tenants.as_ref().and_then(|ts| ts[row].as_deref());
+                groups.entry(tenant).or_default().push(row);
+            }
         }
+        let calls = groups.into_iter().map(|(tenant, rows)| {
+            let embedder = Arc::clone(&embedder);
+            let batch: Vec<String> = rows
+                .iter()
+                .map(|&r| texts[r].unwrap_or_default().to_string())
+                .collect();
+            let call = CallContext::new("none").with_tenant(tenant.map(str::to_string));
+            async move {
+                let vectors = with_call(call, embedder.embed(&batch)).await?;
+                if vectors.len() != batch.len() * dims {
+                    return exec_err!(
+                        "{NAME}: model '{name}' returned {} values for {} texts of {dims} \
+                         dimensions",
+                        vectors.len(),
+                        batch.len()
+                    );
+                }
+                Ok((rows, vectors))
+            }
+        });
         // Scatter the vectors of the non-null texts back to their rows; NULL rows get zeros
         // under a null bit.
-        let values = if present.len() == texts.len() {
-            vectors
-        } else {
-            let mut values = vec![0f32; texts.len() * dims];
-            let mut next = vectors.chunks(dims);
-            for (row, t) in texts.iter().enumerate() {
-                if t.is_some() {
-                    if let Some(v) = next.next() {
-                        values[row * dims..(row + 1) * dims].copy_from_slice(v);
-                    }
-                }
+        let mut values = vec![0f32; texts.len() * dims];
+        for (rows, vectors) in futures::future::try_join_all(calls).await? {
+            for (row, v) in rows.into_iter().zip(vectors.chunks(dims)) {
+                values[row * dims..(row + 1) * dims].copy_from_slice(v);
             }
-            values
-        };
+        }
         let nulls = NullBuffer::from_iter(texts.iter().map(Option::is_some));
         let list = FixedSizeListArray::try_new(
             Arc::new(Field::new("item", DataType::Float32, false)),
