@@ -4,6 +4,7 @@
 //! a validated, runnable job ([`planner`]). Owns positions in plan errors and the
 //! SQL-to-Arrow type mapping ([`types`]). Does not execute anything itself.
 
+pub mod athena;
 pub mod error;
 pub mod parser;
 pub mod planner;
