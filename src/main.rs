@@ -22,6 +22,10 @@ struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// A price catalog (TOML, the shape of the bundled operators/src/models/prices.toml)
+    /// laid over the bundled one: models without 'price.*' options are priced from it.
+    #[arg(long, global = true, value_name = "FILE")]
+    prices: Option<PathBuf>,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -105,7 +109,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        match dispatch(cli.command).await {
+        match dispatch(cli.command, cli.prices).await {
             Ok(code) => code,
             Err(e) => {
                 let plan = e
@@ -118,7 +122,18 @@ fn main() -> ExitCode {
     })
 }
 
-async fn dispatch(cmd: Command) -> Result<ExitCode> {
+/// Operator settings from the environment, with the `--prices` catalog.
+fn operator_config(prices: Option<&std::path::Path>) -> Result<strata_operators::OperatorConfig> {
+    let mut cfg = strata_operators::OperatorConfig::from_env();
+    if let Some(path) = prices {
+        let catalog = strata_operators::models::prices::PriceCatalog::with_file(path)
+            .context("--prices: fix the file, or leave the option out to use the bundled prices")?;
+        cfg.prices = std::sync::Arc::new(catalog);
+    }
+    Ok(cfg)
+}
+
+async fn dispatch(cmd: Command, prices: Option<PathBuf>) -> Result<ExitCode> {
     match cmd {
         Command::Run {
             job,
@@ -138,7 +153,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
                 vars: vars.into_iter().collect::<BTreeMap<_, _>>(),
                 checkpoint,
                 progress_bar: true,
-                ..Default::default()
+                operators: operator_config(prices.as_deref())?,
             };
             let planned = strata_sql::plan_file(&job, &opts).await?;
             let shutdown = Shutdown::default();
@@ -151,6 +166,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
         Command::Explain { job, vars } => {
             let opts = PlanOptions {
                 vars: vars.into_iter().collect(),
+                operators: operator_config(prices.as_deref())?,
                 ..Default::default()
             };
             let planned = strata_sql::plan_file(&job, &opts).await?;

@@ -255,6 +255,26 @@ fn cost_units(v: &Value) -> i128 {
     int.parse::<i128>().unwrap() * 10_000_000_000 + frac.parse::<i128>().unwrap()
 }
 
+/// The exact sum of a usage table's `cost_usd` (Decimal128(38, 10)) in units of 1e-10 USD,
+/// read from the Arrow arrays (the JSON rows round floats).
+fn cost_sum(dir: &Path) -> i128 {
+    read_table(dir)
+        .iter()
+        .flat_map(|f| f.batches.iter())
+        .map(|b| {
+            let col = b.column_by_name("cost_usd").expect("cost_usd");
+            let dec = col
+                .as_any()
+                .downcast_ref::<arrow::array::Decimal128Array>()
+                .expect("cost_usd is Decimal128");
+            assert_eq!(dec.scale(), 10);
+            dec.iter()
+                .map(|v| v.expect("cost_usd is never NULL"))
+                .sum::<i128>()
+        })
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_has_a_row_per_attempt_and_exact_costs() {
     let fake = FakeEndpoint::start().await;
@@ -320,7 +340,7 @@ async fn usage_has_a_row_per_attempt_and_exact_costs() {
         .sum();
     let tokens = |col: &str| rows.iter().map(|r| r[col].as_i64().unwrap()).sum::<i64>();
     assert_eq!(tokens("input_tokens") as u64, fake_in);
-    let cost: i128 = rows.iter().map(|r| cost_units(&r["cost_usd"])).sum();
+    let cost = cost_sum(&usage);
     let want =
         (tokens("input_tokens") as i128 * 10 + tokens("output_tokens") as i128 * 20) * 10_000;
     assert_eq!(cost, want, "cost_usd sums to the price times the tokens");
@@ -489,5 +509,82 @@ INSERT INTO out SELECT doc_id, ai_complete('llm', body) AS answer FROM docs;
             && err.contains("no column 'org'")
             && err.contains("doc_id, body"),
         "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prices_file_prices_models_without_price_options() {
+    let fake = FakeEndpoint::start().await;
+    let dir = tempdir();
+    let input = dir.path().join("docs.jsonl");
+    write_docs(&input, &[]);
+    let usage = dir.path().join("usage");
+    let out = dir.path().join("out");
+    let prices = dir.path().join("prices.toml");
+    std::fs::write(
+        &prices,
+        "[[price]]\nprovider = \"openai\"\nmodel_id = \"fake-chat\"\ninput_per_1m = \"0.15\"\noutput_per_1m = 0.6\nsource = \"https://example.com/contract\"\ndate = \"2026-11-01\"\n",
+    )
+    .unwrap();
+    let settings = format!("SET usage.path = '{}';", s(&usage));
+    let job_path = write_job(
+        dir.path(),
+        "p.sql",
+        &job(&fake, &input, &out, &settings, ""),
+    );
+
+    // explain says where each price comes from.
+    let ex = strata(
+        dir.path(),
+        &["explain", s(&job_path), "--prices", s(&prices)],
+    );
+    ex.expect_code(0, "explain with --prices");
+    assert!(
+        ex.stdout
+            .contains("USD per 1M tokens: input 0.15, output 0.6")
+            && ex
+                .stdout
+                .contains("https://example.com/contract (2026-11-01)"),
+        "{}",
+        ex.stdout
+    );
+
+    let d = dir.path().to_path_buf();
+    let (jp, pp) = (job_path.clone(), prices.clone());
+    let res = tokio::task::spawn_blocking(move || {
+        let ckpt = d.join("ckpt");
+        strata(
+            &d,
+            &["run", s(&jp), "--checkpoint", s(&ckpt), "--prices", s(&pp)],
+        )
+    })
+    .await
+    .unwrap();
+    res.summary("run with --prices");
+    let rows = table_rows(&usage);
+    assert_eq!(rows.len(), N, "{:?}", rows.first());
+    let tokens = |col: &str| rows.iter().map(|r| r[col].as_i64().unwrap()).sum::<i64>() as i128;
+    let cost = cost_sum(&usage);
+    // 0.15 and 0.6 USD per 1M tokens = 1500 and 6000 units of 1e-10 USD per token.
+    assert_eq!(
+        cost,
+        tokens("input_tokens") * 1500 + tokens("output_tokens") * 6000
+    );
+    assert!(cost > 0);
+
+    // A bad catalog is an error naming the file and the entry, before anything runs.
+    std::fs::write(&prices, "[[price]]\nprovider = \"openai\"\nmodel_id = \"m\"\ninput_per_1m = \"cheap\"\nsource = \"https://x\"\ndate = \"2026-11-01\"\n").unwrap();
+    let bad = strata(
+        dir.path(),
+        &["explain", s(&job_path), "--prices", s(&prices)],
+    );
+    assert_eq!(bad.code, Some(1), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("--prices")
+            && bad.stderr.contains("prices.toml")
+            && bad.stderr.contains("input_per_1m")
+            && bad.stderr.contains("'cheap'"),
+        "{}",
+        bad.stderr
     );
 }

@@ -14,6 +14,10 @@ pub type Result<T, E = OperatorError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OperatorError {
+    /// A price catalog file (`--prices`) is unreadable or invalid.
+    #[error("price catalog '{file}': {message}")]
+    Prices { file: String, message: String },
+
     /// A model or tokenizer could not be found or loaded.
     #[error("cannot load {what} from '{path}': {message}")]
     Asset {

@@ -31,6 +31,8 @@ pub struct OperatorConfig {
     pub max_cost_usd: Option<crate::models::chat::Money>,
     /// `SET usage.path`: the job's usage rows, collected per epoch.
     pub usage: Option<Arc<crate::models::usage::UsageLog>>,
+    /// The price catalog: bundled, or with `--prices FILE` over it.
+    pub prices: Arc<crate::models::prices::PriceCatalog>,
 }
 
 impl OperatorConfig {
@@ -47,6 +49,7 @@ impl OperatorConfig {
             cache_path: None,
             max_cost_usd: None,
             usage: None,
+            prices: Arc::default(),
         }
     }
 }

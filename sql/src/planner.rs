@@ -285,6 +285,7 @@ async fn build_models(
             .max_cost_usd
             .map(|limit| Arc::new(strata_operators::models::chat::Budget::new(limit))),
         usage: operators.usage.clone(),
+        prices: operators.prices.clone(),
     };
     let mut registry = ModelRegistry::default();
     for m in defs {
@@ -843,16 +844,19 @@ pub async fn plan_text(
         models: operators
             .models
             .iter()
-            .map(|m| match &m.embedder {
-                Some(e) => format!(
-                    "{} ({}, {}): {}, {} dimensions",
-                    m.name,
-                    m.provider,
-                    m.task,
-                    e.model_id(),
-                    e.dimensions()
-                ),
-                None => format!("{} ({}, {})", m.name, m.provider, m.task),
+            .map(|m| {
+                let what = match &m.embedder {
+                    Some(e) => format!(
+                        "{} ({}, {}): {}, {} dimensions",
+                        m.name,
+                        m.provider,
+                        m.task,
+                        e.model_id(),
+                        e.dimensions()
+                    ),
+                    None => format!("{} ({}, {})", m.name, m.provider, m.task),
+                };
+                format!("{what}{}", price_note(m))
             })
             .collect(),
         functions: functions.into_iter().collect(),
@@ -869,6 +873,29 @@ pub async fn plan_text(
         side_outputs,
     };
     Ok(PlannedJob { job, explain })
+}
+
+/// `; USD per 1M tokens: input 0.8, output 4 (price catalog bundled: <url> (date))` for
+/// `explain`, or nothing when the model has no prices.
+fn price_note(m: &strata_operators::models::Model) -> String {
+    let p = &m.prices;
+    let parts: Vec<String> = [
+        ("input", p.input_per_1m),
+        ("output", p.output_per_1m),
+        ("cache read", p.cache_read_per_1m),
+        ("cache write", p.cache_write_per_1m),
+    ]
+    .into_iter()
+    .filter_map(|(what, price)| price.map(|v| format!("{what} {v}")))
+    .collect();
+    if parts.is_empty() {
+        return String::new();
+    }
+    let from = match &m.price_source {
+        Some(e) => e.describe(),
+        None => "model options".to_string(),
+    };
+    format!("; USD per 1M tokens: {} ({from})", parts.join(", "))
 }
 
 /// Name of the column that records which model made the vectors of a row.

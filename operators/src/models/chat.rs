@@ -19,6 +19,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use super::prices::{Money, Prices};
 use super::remote::limits::estimate_tokens;
 use super::remote::stack::TokenUsage;
 use super::ModelOptions;
@@ -149,126 +150,6 @@ impl ChatSettings {
             max_tokens: max_tokens.unwrap_or(self.max_tokens),
             temperature: self.temperature,
         }
-    }
-}
-
-/// An amount of money in integer units of 1e-16 USD. Prices per million tokens with up to
-/// ten decimals are exact in it, and so is a price times a token count.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Money(pub i128);
-
-impl Money {
-    /// Decimal places of the unit.
-    pub const SCALE: u32 = 16;
-
-    /// Parse a non-negative decimal (`0.25`, `3`, `1e-3` is refused) with at most
-    /// [`Self::SCALE`] decimals.
-    pub fn parse(text: &str) -> Option<Money> {
-        let t = text.trim();
-        let (int, frac) = t.split_once('.').unwrap_or((t, ""));
-        if int.is_empty() && frac.is_empty()
-            || !int.bytes().all(|b| b.is_ascii_digit())
-            || !frac.bytes().all(|b| b.is_ascii_digit())
-            || frac.len() > Self::SCALE as usize
-            || int.len() > 18
-        {
-            return None;
-        }
-        let int: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-        let mut frac_units: i128 = if frac.is_empty() {
-            0
-        } else {
-            frac.parse().ok()?
-        };
-        frac_units *= 10i128.pow(Self::SCALE - frac.len() as u32);
-        Some(Money(int * 10i128.pow(Self::SCALE) + frac_units))
-    }
-}
-
-impl fmt::Display for Money {
-    /// `$1.2500000000000000` trimmed to `1.25`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let unit = 10i128.pow(Self::SCALE);
-        let sign = if self.0 < 0 { "-" } else { "" };
-        let abs = self.0.abs();
-        let frac = format!("{:016}", abs % unit);
-        let frac = frac.trim_end_matches('0');
-        if frac.is_empty() {
-            write!(f, "{sign}{}", abs / unit)
-        } else {
-            write!(f, "{sign}{}.{frac}", abs / unit)
-        }
-    }
-}
-
-/// A model's prices per million tokens (`'price.*_per_1m'`), in USD.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Prices {
-    /// `'price.input_per_1m'`.
-    pub input_per_1m: Option<Money>,
-    /// `'price.output_per_1m'`.
-    pub output_per_1m: Option<Money>,
-    /// `'price.cache_read_per_1m'` (default: the input price).
-    pub cache_read_per_1m: Option<Money>,
-    /// `'price.cache_write_per_1m'` (default: the input price).
-    pub cache_write_per_1m: Option<Money>,
-}
-
-impl Prices {
-    /// Take the `'price.*'` options.
-    pub fn from_options(opts: &mut ModelOptions) -> Result<Self> {
-        let mut price = |key: &str| -> Result<Option<Money>> {
-            match opts.take(key) {
-                None => Ok(None),
-                Some(v) => Money::parse(&v).map(Some).ok_or_else(|| {
-                    opts.error(
-                        key,
-                        format!(
-                            "must be a non-negative decimal in USD per million tokens, got '{v}'"
-                        ),
-                    )
-                }),
-            }
-        };
-        Ok(Self {
-            input_per_1m: price("price.input_per_1m")?,
-            output_per_1m: price("price.output_per_1m")?,
-            cache_read_per_1m: price("price.cache_read_per_1m")?,
-            cache_write_per_1m: price("price.cache_write_per_1m")?,
-        })
-    }
-
-    /// Whether input and output prices are both known.
-    pub fn is_complete(&self) -> bool {
-        self.input_per_1m.is_some() && self.output_per_1m.is_some()
-    }
-
-    /// The cost of `usage` (unknown prices count as zero). Exact: `tokens * price / 1e6` in
-    /// units of 1e-16 USD, rounded up to the unit.
-    pub fn cost(&self, usage: &TokenUsage) -> Money {
-        let per = |tokens: Option<u64>, price: Option<Money>| -> i128 {
-            tokens.unwrap_or(0) as i128 * price.unwrap_or_default().0
-        };
-        let micro = per(usage.input_tokens, self.input_per_1m)
-            + per(usage.output_tokens, self.output_per_1m)
-            + per(
-                usage.cache_read_tokens,
-                self.cache_read_per_1m.or(self.input_per_1m),
-            )
-            + per(
-                usage.cache_write_tokens,
-                self.cache_write_per_1m.or(self.input_per_1m),
-            );
-        Money((micro + 999_999) / 1_000_000)
-    }
-
-    /// The most a call can cost: the estimated input plus `max_tokens` of output.
-    pub fn bound(&self, request: &ChatRequest) -> Money {
-        self.cost(&TokenUsage {
-            input_tokens: Some(request.estimated_input_tokens()),
-            output_tokens: Some(u64::from(request.max_tokens)),
-            ..TokenUsage::default()
-        })
     }
 }
 
@@ -524,40 +405,6 @@ impl ChatModel for Cached {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn money_parses_and_prints_exactly() {
-        assert_eq!(Money::parse("0.25").unwrap().to_string(), "0.25");
-        assert_eq!(Money::parse("3").unwrap().to_string(), "3");
-        assert_eq!(Money::parse(".5").unwrap().to_string(), "0.5");
-        assert_eq!(Money::parse("0.0000000000000001").unwrap(), Money(1));
-        assert!(Money::parse("-1").is_none());
-        assert!(Money::parse("1e-3").is_none());
-        assert!(Money::parse("").is_none());
-        assert!(Money::parse("0.00000000000000001").is_none());
-    }
-
-    #[test]
-    fn cost_is_exact_fixed_point() {
-        let prices = Prices {
-            input_per_1m: Money::parse("0.25"),
-            output_per_1m: Money::parse("1.25"),
-            ..Prices::default()
-        };
-        let usage = TokenUsage {
-            input_tokens: Some(1_000),
-            output_tokens: Some(200),
-            ..TokenUsage::default()
-        };
-        // 1000 * 0.25/1e6 + 200 * 1.25/1e6 = 0.00025 + 0.00025
-        assert_eq!(prices.cost(&usage).to_string(), "0.0005");
-        // A million calls of one token each sum to exactly the price of a million tokens.
-        let one = prices.cost(&TokenUsage {
-            input_tokens: Some(1),
-            ..TokenUsage::default()
-        });
-        assert_eq!(Money(one.0 * 1_000_000).to_string(), "0.25");
-    }
 
     #[test]
     fn budget_refuses_the_call_that_could_pass_the_limit() {

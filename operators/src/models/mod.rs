@@ -13,6 +13,7 @@ pub mod executor;
 pub mod guardrail;
 pub mod local;
 pub mod options;
+pub mod prices;
 pub mod remote;
 pub mod usage;
 
@@ -69,6 +70,10 @@ pub struct Model {
     pub embedder: Option<Arc<dyn Embedder>>,
     /// Set when `task = 'chat'`.
     pub chat: Option<Chat>,
+    /// Its prices (options over the price catalog).
+    pub prices: prices::Prices,
+    /// The catalog entry prices came from, when any did.
+    pub price_source: Option<prices::CatalogEntry>,
 }
 
 /// A chat model ready for `ai_complete` / `ai_summarize`: the layered client and its settings.
@@ -124,6 +129,8 @@ pub struct ModelContext {
     pub budget: Option<Arc<chat::Budget>>,
     /// `SET usage.path`: where every attempt's usage row goes.
     pub usage: Option<Arc<usage::UsageLog>>,
+    /// Prices of the models that set none (or only some) of `'price.*'`.
+    pub prices: Arc<prices::PriceCatalog>,
 }
 
 impl ModelContext {
@@ -135,6 +142,7 @@ impl ModelContext {
             cache_path: None,
             budget: None,
             usage: None,
+            prices: Arc::default(),
         }
     }
 }
@@ -215,8 +223,16 @@ pub async fn build_model(name: &str, options: ModelOptions, ctx: &ModelContext) 
             ))
         }
     };
+    // The provider's model id, for the price catalog (the provider takes the option itself).
+    let model_id = match provider.as_str() {
+        "bedrock" => opts.peek("model_id"),
+        "openai" => opts.peek("model"),
+        _ => None,
+    };
+    let (prices, price_source) =
+        prices::Prices::resolve(&mut opts, &provider, model_id.as_deref(), &ctx.prices)?;
     if task == Task::Chat {
-        let chat = build_chat(name, &provider, &mut opts, ctx).await?;
+        let chat = build_chat(name, &provider, &mut opts, prices, ctx).await?;
         opts.finish()?;
         return Ok(Model {
             name: name.to_ascii_lowercase(),
@@ -224,9 +240,10 @@ pub async fn build_model(name: &str, options: ModelOptions, ctx: &ModelContext) 
             task,
             embedder: None,
             chat: Some(chat),
+            prices,
+            price_source,
         });
     }
-    let prices = chat::Prices::from_options(&mut opts)?;
     let observer = observer(name, &provider, "embedding", prices, ctx);
     let embedder: Arc<dyn Embedder> = match provider.as_str() {
         "local" => Arc::new(local::LocalEmbedder::load(&mut opts, ctx)?),
@@ -251,6 +268,8 @@ pub async fn build_model(name: &str, options: ModelOptions, ctx: &ModelContext) 
         task,
         embedder: Some(embedder),
         chat: None,
+        prices,
+        price_source,
     })
 }
 
@@ -281,10 +300,10 @@ async fn build_chat(
     name: &str,
     provider: &str,
     opts: &mut ModelOptions,
+    prices: prices::Prices,
     ctx: &ModelContext,
 ) -> Result<Chat> {
     let settings = chat::ChatSettings::from_options(opts)?;
-    let prices = chat::Prices::from_options(opts)?;
     let cache_path = opts.take("cache.path").or_else(|| ctx.cache_path.clone());
     let observer = observer(name, provider, "chat", prices, ctx);
     let client: Arc<dyn chat::ChatModel> = match provider {

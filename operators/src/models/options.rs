@@ -45,6 +45,11 @@ impl ModelOptions {
         }
     }
 
+    /// An option's value, left for the code that takes it.
+    pub fn peek(&self, key: &str) -> Option<String> {
+        self.values.get(key).cloned()
+    }
+
     /// Take an option's value.
     pub fn take(&mut self, key: &str) -> Option<String> {
         self.values.remove(key)
