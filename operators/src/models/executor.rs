@@ -63,6 +63,8 @@ struct Job {
 pub struct Executor {
     tx: mpsc::Sender<Job>,
     threads: usize,
+    /// The compute pool, shared with the batcher thread.
+    pool: Arc<rayon::ThreadPool>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -110,18 +112,28 @@ impl Executor {
             .thread_name(|i| format!("strata-exec-{i}"))
             .build()
             .map_err(std::io::Error::other)?;
+        let pool = Arc::new(pool);
+        let batcher_pool = Arc::clone(&pool);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()?;
         std::thread::Builder::new()
             .name("strata-batcher".into())
-            .spawn(move || rt.block_on(batcher(rx, pool)))?;
-        Ok(Arc::new(Executor { tx, threads }))
+            .spawn(move || rt.block_on(batcher(rx, batcher_pool)))?;
+        Ok(Arc::new(Executor { tx, threads, pool }))
     }
 
     /// Compute threads.
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// Run `work` on the compute pool, detached, for model work that does not fit the
+    /// batch-of-texts shape of [`Executor::submit`] (token-by-token generation runs its decode
+    /// loop here). rayon operations inside `work` split across the same pool; the caller
+    /// learns of the result through its own channel.
+    pub fn spawn(&self, work: impl FnOnce() + Send + 'static) {
+        self.pool.spawn(work);
     }
 
     /// Run `model` over `texts`: `texts.len() * dimensions()` values in input order. Waits
@@ -182,7 +194,7 @@ fn stopped(model: &str) -> OperatorError {
     }
 }
 
-async fn batcher(mut rx: mpsc::Receiver<Job>, pool: rayon::ThreadPool) {
+async fn batcher(mut rx: mpsc::Receiver<Job>, pool: Arc<rayon::ThreadPool>) {
     while let Some(first) = rx.recv().await {
         metrics::gauge!("strata_executor_queue_depth").decrement(1.0);
         let deadline = tokio::time::Instant::now() + first.policy.max_wait;

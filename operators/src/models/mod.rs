@@ -12,6 +12,7 @@ pub mod chat;
 pub mod executor;
 pub mod guardrail;
 pub mod local;
+pub mod local_chat;
 pub mod options;
 pub mod prices;
 pub mod remote;
@@ -309,14 +310,7 @@ async fn build_chat(
     let client: Arc<dyn chat::ChatModel> = match provider {
         "openai" => remote::openai_chat(opts, observer)?,
         "bedrock" => remote::bedrock_chat(opts, observer).await?,
-        "local" => {
-            return Err(opts.error(
-                "provider",
-                "local chat models are not available in this build yet; serve the model with \
-                 any OpenAI-compatible server (vLLM, llama.cpp server, Ollama) and use \
-                 provider = 'openai'",
-            ))
-        }
+        "local" => Arc::new(local_chat::LocalChat::load(opts, ctx, observer)?),
         other => {
             return Err(opts.error(
                 "provider",
