@@ -38,6 +38,16 @@ py_env() {
     fi
 }
 
+# The Python the end-to-end tests check outputs with, using tools that share no code
+# with strata: sqlglot parses `strata athena-ddl` as Athena SQL, DuckDB reads the
+# Parquet (tests/athena.rs, which names the same pins). Exports STRATA_TEST_PYTHON.
+TEST_PY_PACKAGES=(sqlglot==30.30.0 duckdb==2.0.1)
+test_py_env() {
+    py_env test "${TEST_PY_PACKAGES[@]}"
+    STRATA_TEST_PYTHON="$PY"
+    export STRATA_TEST_PYTHON
+}
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }

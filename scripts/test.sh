@@ -12,6 +12,9 @@ export STRATA_MODELS="${STRATA_MODELS:-$PWD/models}"
 
 scripts/fetch_models.sh
 
+test_py_env
+log "test Python: $STRATA_TEST_PYTHON (${TEST_PY_PACKAGES[*]})"
+
 eval "$(scripts/s3_server.sh start)"
 trap 'scripts/s3_server.sh stop "$STRATA_TEST_S3_PID"' EXIT
 log "S3 test server at $STRATA_TEST_S3_ENDPOINT (bucket $STRATA_TEST_S3_BUCKET)"

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use strata_pipeline::Shutdown;
+use strata_sql::athena::{self, AthenaError, AthenaOptions};
 use strata_sql::{PlanOptions, SqlError};
 
 mod query;
@@ -57,6 +58,27 @@ enum Command {
         /// Job variables: --var NAME=VALUE.
         #[arg(long = "var", value_parser = parse_var)]
         vars: Vec<(String, String)>,
+    },
+    /// Print Athena `CREATE EXTERNAL TABLE` statements (with partition projection)
+    /// for every Parquet sink of the job and for its usage table.
+    AthenaDdl {
+        /// The job file.
+        job: PathBuf,
+        /// Job variables: --var NAME=VALUE.
+        #[arg(long = "var", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// Database the tables are created in (default: `default`, which every
+        /// Glue Data Catalog has).
+        #[arg(long)]
+        database: Option<String>,
+        /// Range of date partition projections (dt), e.g. NOW-1YEARS,NOW or
+        /// 2024-01-01,NOW (default: NOW-3YEARS,NOW).
+        #[arg(long)]
+        date_range: Option<String>,
+        /// Project a partition column as `enum` over these values instead of
+        /// `injected`: --enum TABLE.COLUMN=V1,V2,... (repeatable).
+        #[arg(long = "enum", value_name = "TABLE.COLUMN=VALUES")]
+        enums: Vec<String>,
     },
     /// Run ad hoc SQL over Parquet / JSONL / CSV outputs and print a table.
     Query {
@@ -112,9 +134,11 @@ fn main() -> ExitCode {
         match dispatch(cli.command, cli.prices).await {
             Ok(code) => code,
             Err(e) => {
+                // A job Athena cannot describe is a plan error too.
                 let plan = e
                     .downcast_ref::<SqlError>()
-                    .is_some_and(|e| e.is_plan_error());
+                    .is_some_and(|e| e.is_plan_error())
+                    || e.downcast_ref::<AthenaError>().is_some();
                 eprintln!("error: {e:#}");
                 ExitCode::from(if plan { EXIT_PLAN } else { EXIT_RUNTIME })
             }
@@ -171,6 +195,31 @@ async fn dispatch(cmd: Command, prices: Option<PathBuf>) -> Result<ExitCode> {
             };
             let planned = strata_sql::plan_file(&job, &opts).await?;
             print!("{}", planned.explain);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AthenaDdl {
+            job,
+            vars,
+            database,
+            date_range,
+            enums,
+        } => {
+            // Planned as `run` would (prices included), so the DDL describes what it writes.
+            let opts = PlanOptions {
+                vars: vars.into_iter().collect(),
+                operators: operator_config(prices.as_deref())?,
+                ..Default::default()
+            };
+            let ddl_opts = AthenaOptions {
+                database,
+                date_range,
+                enums: enums
+                    .iter()
+                    .map(|e| e.parse())
+                    .collect::<Result<Vec<_>, AthenaError>>()?,
+            };
+            let planned = strata_sql::plan_file(&job, &opts).await?;
+            print!("{}", athena::job_ddl(&planned.explain, &ddl_opts)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Query { sql, tables } => {

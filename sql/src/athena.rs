@@ -525,14 +525,14 @@ pub fn render(t: &TableDdl) -> String {
         let _ = writeln!(out, "PARTITIONED BY ({})", parts.join(", "));
     }
     let _ = writeln!(out, "STORED AS PARQUET");
-    let _ = writeln!(out, "LOCATION '{}'", t.location);
+    let _ = write!(out, "LOCATION '{}'", t.location);
     if !t.properties.is_empty() {
         let props: Vec<String> = t
             .properties
             .iter()
             .map(|(k, v)| format!("  '{k}' = '{v}'"))
             .collect();
-        let _ = writeln!(out, "TBLPROPERTIES (\n{}\n)", props.join(",\n"));
+        let _ = write!(out, "\nTBLPROPERTIES (\n{}\n)", props.join(",\n"));
     }
     out.push_str(";\n");
     out
