@@ -408,7 +408,13 @@ async fn duckdb_reads_what_the_ddl_describes_and_usage_sums_match_the_endpoint()
     fake.throttle_every(6);
     let dir = tempdir();
     let input = dir.path().join("docs.jsonl");
-    let tenant = |i: usize| if i % 3 == 0 { "acme" } else { "globex" };
+    let tenant = |i: usize| {
+        if i.is_multiple_of(3) {
+            "acme"
+        } else {
+            "globex"
+        }
+    };
     let day = |i: usize| format!("2026-11-2{}", i % 2);
     write_jsonl(
         &input,
