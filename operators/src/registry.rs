@@ -10,7 +10,7 @@ use crate::models::ModelRegistry;
 use crate::pii::PiiConfig;
 use crate::udfs::{
     AiFunc, AiKind, ChunkTextFunc, CosineSimilarityFunc, DetectPiiFunc, EmbedFunc, OnModelError,
-    RedactPiiFunc, TokenCountFunc,
+    RedactPiiFunc, TokenCountFunc, TumbleFunc,
 };
 
 /// Settings operators need from the job.
@@ -73,6 +73,8 @@ pub fn functions(cfg: &OperatorConfig) -> Vec<ScalarUDF> {
         ScalarUDF::from(CosineSimilarityFunc::default()),
         ScalarUDF::from(DetectPiiFunc::new(&cfg.pii)),
         ScalarUDF::from(RedactPiiFunc::new(&cfg.pii)),
+        ScalarUDF::from(TumbleFunc::new(false)),
+        ScalarUDF::from(TumbleFunc::new(true)),
     ]
 }
 

@@ -110,7 +110,7 @@ impl Checkpoint {
         }
     }
 
-    async fn put<T: Serialize>(&self, dir: &str, epoch: u64, value: &T) -> Result<()> {
+    pub(crate) async fn put<T: Serialize>(&self, dir: &str, epoch: u64, value: &T) -> Result<()> {
         let path = self.location.child(&format!("{dir}/{}", name(epoch)));
         let bytes = serde_json::to_vec_pretty(value).map_err(|e| self.err(e))?;
         // A single PUT is atomic on every object store (local: temp file + rename).
@@ -125,7 +125,11 @@ impl Checkpoint {
         Ok(())
     }
 
-    async fn get<T: for<'de> Deserialize<'de>>(&self, dir: &str, epoch: u64) -> Result<Option<T>> {
+    pub(crate) async fn get<T: for<'de> Deserialize<'de>>(
+        &self,
+        dir: &str,
+        epoch: u64,
+    ) -> Result<Option<T>> {
         let path = self.location.child(&format!("{dir}/{}", name(epoch)));
         match self.location.store.get(&path).await {
             Ok(r) => {
@@ -142,6 +146,57 @@ impl Checkpoint {
                 location: path.to_string(),
                 source: e,
             }),
+        }
+    }
+
+    /// Write `bytes` as `<dir>/<epoch>.<ext>` (one atomic PUT).
+    pub(crate) async fn put_bytes(
+        &self,
+        dir: &str,
+        epoch: u64,
+        ext: &str,
+        bytes: Vec<u8>,
+    ) -> Result<()> {
+        let path = self.location.child(&format!("{dir}/{epoch:020}.{ext}"));
+        self.location
+            .store
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(|e| PipelineError::ObjectStore {
+                location: path.to_string(),
+                source: e,
+            })?;
+        Ok(())
+    }
+
+    /// Read `<dir>/<epoch>.<ext>`; `None` when it does not exist.
+    pub(crate) async fn get_bytes(
+        &self,
+        dir: &str,
+        epoch: u64,
+        ext: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        let path = self.location.child(&format!("{dir}/{epoch:020}.{ext}"));
+        let io = |e| PipelineError::ObjectStore {
+            location: path.to_string(),
+            source: e,
+        };
+        match self.location.store.get(&path).await {
+            Ok(r) => Ok(Some(r.bytes().await.map_err(io)?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// Remove `<dir>/<epoch>.<ext>` (best effort: a leftover file costs space, not
+    /// correctness).
+    pub(crate) async fn delete(&self, dir: &str, epoch: u64, ext: &str) {
+        let path = self.location.child(&format!("{dir}/{epoch:020}.{ext}"));
+        match self.location.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => {
+                tracing::warn!(path = %path, error = %e, "could not remove an old checkpoint file")
+            }
         }
     }
 

@@ -40,6 +40,9 @@ pub enum PipelineError {
     /// The checkpoint is unreadable or inconsistent.
     #[error("checkpoint at '{location}': {message}")]
     Checkpoint { location: String, message: String },
+    /// A window aggregate's state could not be read, written or split.
+    #[error("window state: {message}")]
+    Window { message: String },
     /// Query execution failed.
     #[error("query for sink '{sink}' failed: {source}")]
     Execution {

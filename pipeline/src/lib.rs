@@ -14,6 +14,7 @@ pub mod source;
 pub mod storage;
 pub mod table;
 pub mod telemetry;
+pub mod window;
 
 pub use bad_data::{BadDataPolicy, BadRecord};
 pub use error::{PipelineError, Result};
@@ -21,3 +22,4 @@ pub use runtime::{run, InsertBinding, Job, Shutdown, SourceBinding};
 pub use sink::{EpochWriter, SideOutput, Sink, SinkStats, StagedEpoch};
 pub use source::{CommitHook, EpochLimits, Source, SourceEpoch, SplitRange};
 pub use table::EpochTable;
+pub use window::WindowBinding;

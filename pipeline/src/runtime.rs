@@ -60,8 +60,11 @@ pub struct SourceBinding {
 pub struct InsertBinding {
     /// Where rows go.
     pub sink: Arc<dyn Sink>,
-    /// The query, whose output schema equals the sink's schema.
+    /// The query, whose output schema equals the sink's schema. For a window aggregate:
+    /// the output part, which reads the rows of the closing windows.
     pub plan: LogicalPlan,
+    /// Set for `GROUP BY tumble(...)` queries: their input and window state.
+    pub window: Option<Arc<crate::WindowBinding>>,
 }
 
 /// A planned job, ready to run.
@@ -148,7 +151,8 @@ pub fn file_stem(job: &str, sink: &str, insert: usize, entry: &OffsetEntry) -> S
                 .collect();
             format!("{tag}-{}-{}-{digest}", r.start, r.end)
         }
-        None => format!("empty-{digest}"),
+        // No ranges: the end-of-input epoch, named by its number so no later one reuses it.
+        None => format!("end-e{}-{digest}", entry.epoch),
     }
 }
 
@@ -179,6 +183,16 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
     if let Some((entry, _)) = &recovery.replay {
         tracing::info!(job = %job_name, epoch = entry.epoch, checkpoint = checkpoint.url(), "re-running epoch interrupted by an earlier process over its logged ranges");
     }
+    let committed_epoch = recovery.committed.as_ref().map(|e| e.epoch);
+    for (idx, ins) in inserts.iter().enumerate() {
+        if let Some(w) = &ins.window {
+            w.restore(&checkpoint, idx, committed_epoch).await?;
+        }
+    }
+    // Window aggregates over bounded inputs close their last windows in one more epoch
+    // after the input ends.
+    let flush_at_end =
+        inserts.iter().any(|i| i.window.is_some()) && sources.iter().all(|s| s.source.is_bounded());
 
     // Positions per source as of the newest offset entry; sources absent from an
     // epoch carry them forward so every entry is complete.
@@ -212,8 +226,15 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
 
     let (tx, mut rx) = mpsc::channel::<Result<EpochInput>>(1);
     let reader = tokio::spawn(
-        read_epochs(readers, recovery, limits, tx, shutdown.clone())
-            .instrument(tracing::info_span!("reader", job = %job_name)),
+        read_epochs(
+            readers,
+            recovery,
+            limits,
+            tx,
+            shutdown.clone(),
+            flush_at_end,
+        )
+        .instrument(tracing::info_span!("reader", job = %job_name)),
     );
 
     let mut summary_sources: BTreeMap<String, SourceSummary> = bindings
@@ -300,20 +321,33 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
             }
             drop(input.parts);
             let started_micros = now_micros;
+            // An epoch without any range is the end-of-input epoch (see `flush_at_end`).
+            let end_of_input = offsets.sources.values().all(|o| o.ranges.is_empty());
             let mut jobs = Vec::new();
             for (idx, ins) in inserts.iter().enumerate() {
                 let info = EpochInfo { epoch, file_stem: file_stem(&job_name, ins.sink.name(), idx, &offsets), started_micros };
-                jobs.push(execute_insert(&ctx, ins, info));
+                jobs.push(execute_insert(&ctx, ins, info, end_of_input));
             }
             for (idx, (sink, batch)) in dead_letters.into_iter().enumerate() {
                 let info = EpochInfo { epoch, file_stem: file_stem(&job_name, sink.name(), usize::MAX - idx, &offsets), started_micros };
                 jobs.push(Box::pin(async move {
                     let mut w = sink.begin_epoch(&info).await?;
                     w.write(batch).await?;
-                    Ok((sink, w.finish().await?))
+                    Ok((sink, w.finish().await?, None))
                 }));
             }
-            let mut staged: Vec<(Arc<dyn Sink>, Box<dyn StagedEpoch>)> = futures::future::try_join_all(jobs).await?;
+            let results = futures::future::try_join_all(jobs).await?;
+            let mut staged: Vec<(Arc<dyn Sink>, Box<dyn StagedEpoch>)> = Vec::with_capacity(results.len());
+            let mut window_deltas = Vec::new();
+            for (idx, (sink, st, delta)) in results.into_iter().enumerate() {
+                if let Some(delta) = delta {
+                    // Insert futures come first, in insert order.
+                    let w = inserts[idx].window.as_ref().expect("a delta comes from a window insert");
+                    w.persist(&checkpoint, idx, epoch, &delta).await?;
+                    window_deltas.push((idx, delta));
+                }
+                staged.push((sink, st));
+            }
             // Side outputs (usage) hold what the queries above produced; they are staged
             // only now, when every query of the epoch has finished.
             for (idx, (sink, output)) in side_outputs.iter().enumerate() {
@@ -383,6 +417,11 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
                 }
             }
             checkpoint.commit(&commit).await?;
+            for (idx, delta) in &window_deltas {
+                if let Some(w) = &inserts[*idx].window {
+                    w.prune(&checkpoint, *idx, delta).await;
+                }
+            }
             // 8. Acknowledge upstream (Kafka group offsets), only now that every
             // file of the epoch is visible.
             for (name, hook) in &hooks {
@@ -435,22 +474,29 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
     })
 }
 
-type StageFuture<'a> = std::pin::Pin<
-    Box<
-        dyn std::future::Future<Output = Result<(Arc<dyn Sink>, Box<dyn StagedEpoch>)>> + Send + 'a,
-    >,
->;
+type Staged = (
+    Arc<dyn Sink>,
+    Box<dyn StagedEpoch>,
+    Option<crate::window::WindowDelta>,
+);
+type StageFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Staged>> + Send + 'a>>;
 
 fn execute_insert<'a>(
     ctx: &'a SessionContext,
     ins: &'a InsertBinding,
     info: EpochInfo,
+    end_of_input: bool,
 ) -> StageFuture<'a> {
     Box::pin(async move {
         let sink_name = ins.sink.name().to_string();
         let exec_err = |e| PipelineError::Execution {
             sink: sink_name.clone(),
             source: e,
+        };
+        let delta = match &ins.window {
+            Some(w) => Some(w.absorb(ctx, &sink_name, info.epoch, end_of_input).await?),
+            None => None,
         };
         let physical = ctx
             .state()
@@ -465,7 +511,10 @@ fn execute_insert<'a>(
                 writer.write(batch).await?;
             }
         }
-        Ok((ins.sink.clone(), writer.finish().await?))
+        if let Some(w) = &ins.window {
+            w.after_output(&sink_name)?;
+        }
+        Ok((ins.sink.clone(), writer.finish().await?, delta))
     })
 }
 
@@ -475,6 +524,7 @@ async fn read_epochs(
     limits: EpochLimits,
     tx: mpsc::Sender<Result<EpochInput>>,
     shutdown: Shutdown,
+    flush_at_end: bool,
 ) {
     let result: Result<()> = async {
         let mut epoch = recovery.next_epoch();
@@ -540,6 +590,18 @@ async fn read_epochs(
             let any_data = parts.iter().flatten().any(|p| !p.ranges.is_empty());
             if !any_data {
                 if exhausted.iter().all(|e| *e) {
+                    if flush_at_end {
+                        // One epoch without ranges: window aggregates close what is open.
+                        let parts = (0..sources.len()).map(|_| None).collect();
+                        let _ = tx
+                            .send(Ok(EpochInput {
+                                epoch,
+                                replay: false,
+                                parts,
+                                started,
+                            }))
+                            .await;
+                    }
                     break;
                 }
                 continue;

@@ -24,7 +24,8 @@ use crate::Result;
 /// Identifies one epoch's output of one sink.
 #[derive(Clone, Debug)]
 pub struct EpochInfo {
-    /// Epoch number (for logs; never part of a file name).
+    /// Epoch number (for logs; part of a file name only for the end-of-input epoch, which
+    /// has no ranges to name it).
     pub epoch: u64,
     /// Deterministic stem for this epoch's objects: same ranges, same stem.
     pub file_stem: String,

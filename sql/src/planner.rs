@@ -81,6 +81,10 @@ const SETTINGS: &[(&str, &str)] = &[
     ),
     ("job.feature", "the feature name written in every usage row"),
     (
+        "window.allowed_lateness",
+        "how long past its end a window waits for late rows before it is emitted, e.g. '5 minutes' (default 0)",
+    ),
+    (
         "job.tenant_column",
         "source column whose value is the tenant of the usage rows of the calls made for that row",
     ),
@@ -583,6 +587,12 @@ pub async fn plan_text(
         }
         (None, None) => {}
     }
+    let lateness = match settings.get("window.allowed_lateness") {
+        None => 0,
+        Some((v, pos)) => parse_duration_micros(v).ok_or_else(|| {
+            pos.error(file, format!("window.allowed_lateness must be a duration like '5 minutes', '30 seconds' or '0', got '{v}'"))
+        })?,
+    };
     let tenant_column = match (&usage_path, settings.get("job.tenant_column")) {
         (_, None) => None,
         (Some(_), Some((v, pos))) if !v.trim().is_empty() => Some((v.trim().to_string(), *pos)),
@@ -641,6 +651,7 @@ pub async fn plan_text(
     // Sources.
     let mut sources = Vec::new();
     let mut source_infos = Vec::new();
+    let mut bounded: BTreeMap<String, bool> = BTreeMap::new();
     for t in tables
         .iter()
         .filter(|t| !targets.contains(&t.name.to_ascii_lowercase()))
@@ -659,6 +670,7 @@ pub async fn plan_text(
             .await
             .map_err(|e| connector_err(file, t, e))?;
         let schema = parts.source.schema();
+        bounded.insert(t.name.to_ascii_lowercase(), parts.source.is_bounded());
         let table = Arc::new(EpochTable::new(schema.clone(), partitions));
         ctx.register_table(t.name.as_str(), table.clone())
             .map_err(|e| df_err(file, t.pos, e))?;
@@ -731,11 +743,18 @@ pub async fn plan_text(
                 .query_pos
                 .error(file, "INSERT INTO needs a query (SELECT ...)"));
         }
-        check_row_at_a_time(file, ins, &plan)?;
         let plan = match &tenant_column {
             Some((column, pos)) => with_tenant_column(file, ins, plan, column, *pos, &operators)?,
             None => plan,
         };
+        let (plan, window) =
+            match split_window(file, ins, &plan, &tables, &bounded, lateness, partitions)? {
+                Some((output, window)) => (output, Some(window)),
+                None => {
+                    check_row_at_a_time(file, ins, &plan)?;
+                    (plan, None)
+                }
+            };
         let plan = with_embedding_model(file, ins, t, plan, &operators.models)?;
         let plan = fit_to_table(file, ins, t, plan)?;
         plan.apply(|node| {
@@ -786,8 +805,29 @@ pub async fn plan_text(
             .state()
             .optimize(&plan)
             .map_err(|e| df_err(file, ins.query_pos, e))?;
-        plans.push((t.name.clone(), optimized.display_indent().to_string()));
-        bindings.push(InsertBinding { sink, plan });
+        let mut shown = optimized.display_indent().to_string();
+        if let Some(w) = &window {
+            let input = ctx
+                .state()
+                .optimize(&w.input)
+                .map_err(|e| df_err(file, ins.query_pos, e))?;
+            shown = format!(
+                "window aggregate: tumbling windows of {} s, emitted when the watermark passes their end{}\n  per epoch (into the window state):\n{}\n  per closing window:\n{}",
+                w.size_micros / 1_000_000,
+                match w.watermark_delay_micros {
+                    Some(d) => format!(" (watermark: max event time - {} s)", d / 1_000_000),
+                    None => " (no watermark: at the end of the bounded input)".to_string(),
+                },
+                input.display_indent(),
+                shown
+            );
+        }
+        plans.push((t.name.clone(), shown));
+        bindings.push(InsertBinding {
+            sink,
+            plan,
+            window: window.map(Arc::new),
+        });
     }
 
     // Sources no query reads are not read at all.
@@ -964,6 +1004,216 @@ fn with_embedding_model(
         .project(exprs)
         .and_then(|b| b.build())
         .map_err(|e| df_err(file, ins.query_pos, e))
+}
+
+/// `'5 minutes'`, `'30 s'`, `'1 hour'`, `'0'` as microseconds.
+fn parse_duration_micros(text: &str) -> Option<i64> {
+    let t = text.trim().trim_matches('\'').trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: i64 = n.parse().ok()?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let per = match unit.as_str() {
+        "" if n == 0 => 1,
+        "ms" | "millisecond" | "milliseconds" => 1_000,
+        "s" | "sec" | "second" | "seconds" => 1_000_000,
+        "min" | "minute" | "minutes" => 60_000_000,
+        "h" | "hour" | "hours" => 3_600_000_000,
+        "d" | "day" | "days" => 86_400_000_000,
+        _ => return None,
+    };
+    n.checked_mul(per)
+}
+
+/// The delay of `WATERMARK FOR ts AS ts - INTERVAL 'n' UNIT` (or `AS ts`: no delay).
+fn watermark_delay(file: &str, wm: &crate::parser::Watermark) -> Result<i64> {
+    let bad = || {
+        wm.pos.error(
+            file,
+            format!(
+                "WATERMARK FOR {} AS {}: write the watermark as the column minus a fixed delay, e.g. WATERMARK FOR {} AS {} - INTERVAL '5' SECOND",
+                wm.column, wm.expr, wm.column, wm.column
+            ),
+        )
+    };
+    let expr = wm.expr.trim();
+    let lower = expr.to_ascii_lowercase();
+    let column = wm.column.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix(column.as_str())
+        .or_else(|| lower.strip_prefix(&format!("\"{column}\"")))
+        .ok_or_else(bad)?
+        .trim();
+    if rest.is_empty() {
+        return Ok(0);
+    }
+    let rest = rest.strip_prefix('-').ok_or_else(bad)?.trim();
+    let body = rest.strip_prefix("interval").ok_or_else(bad)?.trim();
+    // INTERVAL '5' SECOND or INTERVAL '5 seconds'
+    let text = body.replace('\'', " ");
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let (n, unit) = text.split_once(' ').unwrap_or((text.as_str(), ""));
+    parse_duration_micros(&format!("{n} {unit}")).ok_or_else(bad)
+}
+
+/// A finished window split: the output plan (aggregate and above, reading the closing
+/// windows' rows) and the binding that runs the input and keeps the state.
+type WindowSplit = (LogicalPlan, strata_pipeline::WindowBinding);
+
+/// `INSERT ... SELECT ... GROUP BY tumble(ts, INTERVAL ...), ...` is a window aggregate: split
+/// it at the aggregate (see `strata_pipeline::window`). `None` for any other query.
+fn split_window(
+    file: &str,
+    ins: &InsertDef,
+    plan: &LogicalPlan,
+    tables: &[TableDef],
+    bounded: &BTreeMap<String, bool>,
+    lateness_micros: i64,
+    partitions: usize,
+) -> Result<Option<WindowSplit>> {
+    use datafusion::common::tree_node::Transformed;
+    use datafusion::logical_expr::Aggregate;
+    use strata_operators::udfs::window::{interval_micros, TUMBLE, TUMBLE_END};
+
+    // The aggregate, under nothing but projections, filters (HAVING), sorts and aliases.
+    let mut node = plan;
+    let agg = loop {
+        match node {
+            LogicalPlan::Projection(p) => node = &p.input,
+            LogicalPlan::Filter(f) => node = &f.input,
+            LogicalPlan::Sort(s) => node = &s.input,
+            LogicalPlan::SubqueryAlias(a) => node = &a.input,
+            LogicalPlan::Aggregate(a) => break a,
+            _ => return Ok(None),
+        }
+    };
+    let tumble = agg
+        .group_expr
+        .iter()
+        .find_map(|e| match e.clone().unalias_nested().data {
+            Expr::ScalarFunction(f) if f.name() == TUMBLE || f.name() == TUMBLE_END => Some(f),
+            _ => None,
+        });
+    let Some(tumble) = tumble else {
+        return Ok(None);
+    };
+    let err = |m: String| ins.query_pos.error(file, m);
+    let (Some(Expr::Column(time)), Some(size)) = (tumble.args.first(), tumble.args.get(1)) else {
+        return Err(err(format!(
+            "{}(ts, size): ts must be a column of the source and size an INTERVAL literal",
+            tumble.name()
+        )));
+    };
+    let size = match size {
+        Expr::Literal(v, _) => interval_micros(v),
+        _ => None,
+    }
+    .ok_or_else(|| err(format!("{}(..., size): the window size must be a positive fixed INTERVAL literal, e.g. INTERVAL '1' HOUR (months and years vary in length)", tumble.name())))?;
+    check_row_at_a_time(file, ins, &agg.input)?;
+
+    // The input, cut to the columns the aggregate reads (all of one table).
+    let mut used: Vec<datafusion::common::Column> = Vec::new();
+    for e in agg.group_expr.iter().chain(agg.aggr_expr.iter()) {
+        for c in e.column_refs() {
+            if !used.contains(c) {
+                used.push(c.clone());
+            }
+        }
+    }
+    let Some(table) = time.relation.clone() else {
+        return Err(err(format!(
+            "{}: the event-time column '{}' must come straight from a source table",
+            tumble.name(),
+            time.name
+        )));
+    };
+    if let Some(other) = used.iter().find(|c| c.relation.as_ref() != Some(&table)) {
+        return Err(err(format!(
+            "window aggregates read one table: column '{}' does not come from '{table}'",
+            other.flat_name()
+        )));
+    }
+    let input = LogicalPlanBuilder::from(agg.input.as_ref().clone())
+        .project(used.iter().cloned().map(Expr::Column))
+        .and_then(|b| b.build())
+        .map_err(|e| df_err(file, ins.query_pos, e))?;
+    let time_column = input
+        .schema()
+        .index_of_column(time)
+        .map_err(|e| df_err(file, ins.query_pos, e))?;
+    let state_schema: SchemaRef = Arc::new(input.schema().as_arrow().clone());
+    let state_table = Arc::new(EpochTable::new(state_schema, partitions));
+
+    // The watermark of the source.
+    let source = tables
+        .iter()
+        .find(|t| t.name.eq_ignore_ascii_case(table.table()))
+        .ok_or_else(|| {
+            err(format!(
+                "window aggregates read a source table directly; '{table}' is not one"
+            ))
+        })?;
+    let delay = match &source.watermark {
+        Some(wm) => {
+            if !wm.column.eq_ignore_ascii_case(&time.name) {
+                return Err(wm.pos.error(file, format!("the window is over '{}' but the watermark of '{}' is on '{}': window the watermark column", time.name, source.name, wm.column)));
+            }
+            Some(watermark_delay(file, wm)?)
+        }
+        None if bounded
+            .get(&source.name.to_ascii_lowercase())
+            .copied()
+            .unwrap_or(false) =>
+        {
+            None
+        }
+        None => {
+            return Err(source.pos.error(file, format!("GROUP BY {}(...) over the unbounded source '{}' needs a watermark to know when a window is complete: declare WATERMARK FOR {} AS {} - INTERVAL '5' SECOND in its column list", tumble.name(), source.name, time.name, time.name)))
+        }
+    };
+
+    // The output: the same aggregate over the state table, named like the source so every
+    // expression above still resolves.
+    let scan = LogicalPlanBuilder::scan(
+        table.clone(),
+        datafusion::datasource::provider_as_source(state_table.clone()),
+        None,
+    )
+    .and_then(|b| b.build())
+    .map_err(|e| df_err(file, ins.query_pos, e))?;
+    let new_agg = LogicalPlan::Aggregate(
+        Aggregate::try_new(
+            Arc::new(scan),
+            agg.group_expr.clone(),
+            agg.aggr_expr.clone(),
+        )
+        .map_err(|e| df_err(file, ins.query_pos, e))?,
+    );
+    let mut replaced = false;
+    let output = plan
+        .clone()
+        .transform_down(|n| {
+            if !replaced && matches!(n, LogicalPlan::Aggregate(_)) {
+                replaced = true;
+                return Ok(Transformed::new(
+                    new_agg.clone(),
+                    true,
+                    TreeNodeRecursion::Jump,
+                ));
+            }
+            Ok(Transformed::no(n))
+        })
+        .map_err(|e| df_err(file, ins.query_pos, e))?
+        .data;
+    let binding = strata_pipeline::WindowBinding::new(
+        input,
+        state_table,
+        time_column,
+        size,
+        lateness_micros,
+        delay,
+    );
+    Ok(Some((output, binding)))
 }
 
 /// `SET job.tenant_column = 'c'`: every call of a model-calling function (`embed`, `ai_*`)

@@ -10,6 +10,7 @@ pub mod cosine;
 pub mod embed;
 pub mod pii;
 pub mod token_count;
+pub mod window;
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::DataType;
@@ -21,6 +22,7 @@ pub use cosine::CosineSimilarityFunc;
 pub use embed::EmbedFunc;
 pub use pii::{DetectPiiFunc, RedactPiiFunc};
 pub use token_count::TokenCountFunc;
+pub use window::TumbleFunc;
 
 /// Is `t` a type the text argument accepts as it is (no cast needed)?
 fn is_text_type(t: &DataType) -> bool {
