@@ -5,6 +5,8 @@
 //! re-run neither loses nor repeats a window.
 
 mod common;
+#[path = "../operators/tests/common/fake_endpoints.rs"]
+mod fake_endpoints;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -259,4 +261,127 @@ fn allowed_lateness_keeps_a_window_open_for_late_rows() {
     assert_eq!(calls, N, "every row, late ones included, is in a window");
     let tokens_total: i64 = got.values().map(|v| v.1).sum();
     assert_eq!(tokens_total, (0..N).map(tokens).sum::<i64>());
+}
+
+/// The exact sum of a Decimal128 column of a table, in units of its scale.
+fn decimal_sum(dir: &Path, column: &str) -> (i128, i8) {
+    let mut sum = 0i128;
+    let mut scale = 0;
+    for f in read_table(dir) {
+        for b in &f.batches {
+            let col = b.column_by_name(column).expect("decimal column");
+            let dec = col
+                .as_any()
+                .downcast_ref::<arrow::array::Decimal128Array>()
+                .expect("Decimal128");
+            scale = dec.scale();
+            sum += dec.iter().map(|v| v.unwrap_or(0)).sum::<i128>();
+        }
+    }
+    (sum, scale)
+}
+
+fn int_sum(dir: &Path, column: &str) -> i64 {
+    table_rows(dir)
+        .iter()
+        .map(|r| r[column].as_i64().expect("integer"))
+        .sum()
+}
+
+/// jobs/cost_rollup.sql over usage that a real run wrote (chat calls through the fake
+/// OpenAI-compatible endpoint, throttling included): the FOCUS rollup's costs and tokens sum
+/// to the raw usage rows' to the last digit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cost_rollup_of_real_usage_sums_to_the_last_digit() {
+    let fake = fake_endpoints::FakeEndpoint::start().await;
+    fake.throttle_every(5);
+    let dir = tempdir();
+    let input = dir.path().join("docs.jsonl");
+    write_jsonl(
+        &input,
+        (0..200).map(|i| {
+            let tenant = ["acme", "globex"][i % 2];
+            json!({"id": i, "tenant": tenant, "body": format!("document {i} {}", "words ".repeat(i % 13))})
+        }),
+    );
+    let usage = dir.path().join("usage");
+    let text = format!(
+        "SET epoch.max_rows = '40';
+SET usage.path = '{}';
+SET job.feature = 'digest';
+SET job.tenant_column = 'tenant';
+CREATE MODEL llm WITH (provider = 'openai', task = 'chat', endpoint = '{}', model = 'fake-chat',
+  'retry.base_ms' = '1', 'retry.max_ms' = '5', 'price.input_per_1m' = '0.8', 'price.output_per_1m' = '4.0000001');
+CREATE TABLE docs (id BIGINT NOT NULL, tenant TEXT, body TEXT) WITH (connector = 'file', path = '{}', format = 'json');
+CREATE TABLE out WITH (connector = 'parquet', path = '{}');
+INSERT INTO out SELECT id, ai_complete('llm', body) AS answer FROM docs;
+",
+        s(&usage),
+        fake.openai_url(),
+        s(&input),
+        s(&dir.path().join("out"))
+    );
+    let job = write_job(dir.path(), "calls.sql", &text);
+    let d = dir.path().to_path_buf();
+    let res = tokio::task::spawn_blocking(move || strata(&d, &["run", s(&job)]))
+        .await
+        .unwrap();
+    res.summary("usage-producing run");
+    let attempts = table_rows(&usage).len() as i64;
+    assert_eq!(attempts as usize, fake.received().len());
+
+    let focus = dir.path().join("focus");
+    let rollup = repo().join("jobs").join("cost_rollup.sql");
+    let pattern = format!("{}/**/*.parquet", s(&usage));
+    let out = strata(
+        dir.path(),
+        &[
+            "run",
+            s(&rollup),
+            "--var",
+            &format!("USAGE={pattern}"),
+            "--var",
+            "USAGE_FORMAT=parquet",
+            "--var",
+            &format!("OUT={}", s(&focus)),
+        ],
+    );
+    out.summary("cost rollup");
+    let focus = focus.join("cost_rollup");
+    let (billed, scale) = decimal_sum(&focus, "BilledCost");
+    let (raw, raw_scale) = decimal_sum(&usage, "cost_usd");
+    assert_eq!((scale, raw_scale), (10, 10));
+    assert!(raw > 0);
+    assert_eq!(billed, raw, "BilledCost sums to the raw cost_usd exactly");
+    assert_eq!(decimal_sum(&focus, "EffectiveCost").0, raw);
+    assert_eq!(int_sum(&focus, "x_attempts"), attempts);
+    assert_eq!(
+        int_sum(&focus, "x_input_tokens"),
+        int_sum(&usage, "input_tokens")
+    );
+    assert_eq!(
+        int_sum(&focus, "x_output_tokens"),
+        int_sum(&usage, "output_tokens")
+    );
+    let errors = table_rows(&usage)
+        .iter()
+        .filter(|r| r["status"] != "ok")
+        .count() as i64;
+    assert!(errors > 0);
+    assert_eq!(int_sum(&focus, "x_errors"), errors);
+    // One row per hour, model, feature and tenant; the tenants are the rows' tenants.
+    let rows = table_rows(&focus);
+    let mut tenants: Vec<&str> = rows
+        .iter()
+        .map(|r| r["x_tenant"].as_str().unwrap())
+        .collect();
+    tenants.sort();
+    tenants.dedup();
+    assert_eq!(tenants, ["acme", "globex"]);
+    for r in &rows {
+        assert_eq!(r["ServiceCategory"], "AI and Machine Learning");
+        assert_eq!(r["ConsumedUnit"], "Token");
+        assert_eq!(r["ResourceId"], "fake-chat");
+        assert_eq!(r["BillingCurrency"], "USD");
+    }
 }
