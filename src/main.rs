@@ -51,13 +51,18 @@ enum Command {
         #[arg(long)]
         metrics_addr: Option<SocketAddr>,
     },
-    /// Print the job's sources, sinks, functions and plans without running it.
+    /// Print the job's sources, sinks, functions and plans without running it, and for a
+    /// bounded job that calls models, what the calls would be and cost.
     Explain {
         /// The job file.
         job: PathBuf,
         /// Job variables: --var NAME=VALUE.
         #[arg(long = "var", value_parser = parse_var)]
         vars: Vec<(String, String)>,
+        /// Skip the cost estimate (which reads a bounded job's whole input to count the
+        /// model calls it would make).
+        #[arg(long)]
+        no_estimate: bool,
     },
     /// Print Athena `CREATE EXTERNAL TABLE` statements (with partition projection)
     /// for every Parquet sink of the job and for its usage table.
@@ -178,6 +183,7 @@ async fn dispatch(cmd: Command, prices: Option<PathBuf>) -> Result<ExitCode> {
                 checkpoint,
                 progress_bar: true,
                 operators: operator_config(prices.as_deref())?,
+                estimate: false,
             };
             let planned = strata_sql::plan_file(&job, &opts).await?;
             let shutdown = Shutdown::default();
@@ -187,14 +193,27 @@ async fn dispatch(cmd: Command, prices: Option<PathBuf>) -> Result<ExitCode> {
             println!("{summary}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Explain { job, vars } => {
+        Command::Explain {
+            job,
+            vars,
+            no_estimate,
+        } => {
             let opts = PlanOptions {
                 vars: vars.into_iter().collect(),
                 operators: operator_config(prices.as_deref())?,
+                estimate: !no_estimate,
                 ..Default::default()
             };
-            let planned = strata_sql::plan_file(&job, &opts).await?;
+            let mut planned = strata_sql::plan_file(&job, &opts).await?;
             print!("{}", planned.explain);
+            if let Some(estimate) = planned.estimate.take() {
+                // The bounded input is read in full; no model is called.
+                let records = strata_pipeline::dry_run(&mut planned.job, &estimate.plans)
+                    .await
+                    .context("cost estimate: reading the input failed (--no-estimate skips it)")?;
+                println!("estimate ({records} input records read, no model called):");
+                print!("{}", estimate.estimates);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::AthenaDdl {

@@ -100,6 +100,27 @@ pub fn tenant_variant(name: &str, cfg: &OperatorConfig) -> Option<ScalarUDF> {
     }
 }
 
+/// The dry-run stand-in of the model-calling function `name` (see
+/// [`crate::udfs::estimate`]), recording into `estimates`; `None` for every other function.
+pub fn estimate_variant(
+    name: &str,
+    cfg: &OperatorConfig,
+    estimates: &Arc<crate::udfs::estimate::Estimates>,
+) -> Option<ScalarUDF> {
+    use crate::udfs::estimate::EstimateFunc;
+    let kind = match name {
+        crate::udfs::embed::NAME => None,
+        "ai_complete" => Some(AiKind::Complete),
+        "ai_summarize" => Some(AiKind::Summarize),
+        _ => return None,
+    };
+    Some(ScalarUDF::from(EstimateFunc::new(
+        kind,
+        Arc::clone(&cfg.models),
+        Arc::clone(estimates),
+    )))
+}
+
 /// Register every function with a session.
 pub fn register_all(ctx: &SessionContext, cfg: &OperatorConfig) {
     for f in functions(cfg) {

@@ -18,7 +18,7 @@ pub mod window;
 
 pub use bad_data::{BadDataPolicy, BadRecord};
 pub use error::{PipelineError, Result};
-pub use runtime::{run, InsertBinding, Job, Shutdown, SourceBinding};
+pub use runtime::{dry_run, run, InsertBinding, Job, Shutdown, SourceBinding};
 pub use sink::{EpochWriter, SideOutput, Sink, SinkStats, StagedEpoch};
 pub use source::{CommitHook, EpochLimits, Source, SourceEpoch, SplitRange};
 pub use table::EpochTable;

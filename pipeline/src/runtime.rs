@@ -627,3 +627,55 @@ async fn read_epochs(
         let _ = tx.send(Err(e)).await;
     }
 }
+
+/// Read every source of `job` to its end, from the start as a first run would (no
+/// checkpoint is read or written), and run `plans` over each epoch, discarding what they
+/// return. `strata explain` uses it for its cost estimate: its plans call dry-run stand-ins
+/// of the model functions, which see exactly the rows a run would send. Returns the
+/// records read.
+pub async fn dry_run(job: &mut Job, plans: &[LogicalPlan]) -> Result<u64> {
+    let exec = |e| PipelineError::Execution {
+        sink: "estimate".into(),
+        source: e,
+    };
+    for s in job.sources.iter_mut() {
+        s.source.open(None).await?;
+    }
+    let mut records = 0u64;
+    let mut exhausted = vec![false; job.sources.len()];
+    while !exhausted.iter().all(|e| *e) {
+        for (i, s) in job.sources.iter_mut().enumerate() {
+            let epoch = if exhausted[i] {
+                None
+            } else {
+                s.source.read_epoch(&job.limits).await?
+            };
+            match epoch {
+                Some(e) => {
+                    records += e.records();
+                    s.table.set(&e.batches).map_err(exec)?;
+                }
+                None => {
+                    exhausted[i] = true;
+                    s.table.clear().map_err(exec)?;
+                }
+            }
+        }
+        for plan in plans {
+            let physical = job
+                .ctx
+                .state()
+                .create_physical_plan(plan)
+                .await
+                .map_err(exec)?;
+            let mut stream = execute_stream(physical, job.ctx.task_ctx()).map_err(exec)?;
+            while let Some(batch) = stream.next().await {
+                batch.map_err(exec)?;
+            }
+        }
+    }
+    for s in &job.sources {
+        s.table.clear().map_err(exec)?;
+    }
+    Ok(records)
+}

@@ -12,4 +12,6 @@ pub mod types;
 pub mod vars;
 
 pub use error::{Pos, Result, SqlError};
-pub use planner::{plan_file, plan_query_script, plan_text, Explain, PlanOptions, PlannedJob};
+pub use planner::{
+    plan_file, plan_query_script, plan_text, CostEstimate, Explain, PlanOptions, PlannedJob,
+};

@@ -36,6 +36,8 @@ pub struct PlanOptions {
     pub progress_bar: bool,
     /// Operator settings (models directory).
     pub operators: OperatorConfig,
+    /// Prepare the cost estimate of `explain` ([`PlannedJob::estimate`]).
+    pub estimate: bool,
 }
 
 impl Default for PlanOptions {
@@ -45,6 +47,7 @@ impl Default for PlanOptions {
             checkpoint: None,
             progress_bar: false,
             operators: OperatorConfig::from_env(),
+            estimate: false,
         }
     }
 }
@@ -244,6 +247,17 @@ pub struct PlannedJob {
     pub job: Job,
     /// For `explain`.
     pub explain: Explain,
+    /// With [`PlanOptions::estimate`], for a bounded job that calls models: the plans to
+    /// dry-run ([`strata_pipeline::dry_run`]) and where their stand-ins record.
+    pub estimate: Option<CostEstimate>,
+}
+
+/// What `strata explain` needs to estimate a bounded job's model calls.
+pub struct CostEstimate {
+    /// The job's plans with every model call replaced by a dry-run stand-in.
+    pub plans: Vec<LogicalPlan>,
+    /// Filled by the stand-ins during the dry run.
+    pub estimates: Arc<strata_operators::udfs::estimate::Estimates>,
 }
 
 /// Read, substitute and plan a job file.
@@ -695,6 +709,24 @@ pub async fn plan_text(
     let mut sinks_by_name: BTreeMap<String, Arc<dyn strata_pipeline::Sink>> = BTreeMap::new();
     let mut plans = Vec::new();
     let mut used_tables = BTreeSet::new();
+    let mut estimate_plans = match opts.estimate && !operators.models.is_empty() {
+        false => None,
+        true => {
+            let tokenizer = strata_operators::tokenizer::tokenizer_for(&operators.models_dir, None)
+                .map_err(|e| SqlError::Plan {
+                    file: file.to_string(),
+                    line: 1,
+                    column: 1,
+                    message: format!(
+                        "the cost estimate counts tokens with the default tokenizer: {e}"
+                    ),
+                })?;
+            Some((
+                Arc::new(strata_operators::udfs::estimate::Estimates::new(tokenizer)),
+                Vec::new(),
+            ))
+        }
+    };
     let mut functions = BTreeSet::new();
     let strata_functions: BTreeSet<String> = strata_operators::functions(&opts.operators)
         .iter()
@@ -823,6 +855,11 @@ pub async fn plan_text(
             );
         }
         plans.push((t.name.clone(), shown));
+        if let (Some((estimates, list)), None) = (&mut estimate_plans, &window) {
+            if let Some(p) = with_estimators(file, ins, &plan, &operators, estimates)? {
+                list.push(p);
+            }
+        }
         bindings.push(InsertBinding {
             sink,
             plan,
@@ -839,6 +876,7 @@ pub async fn plan_text(
             tracing::warn!(table = %s.name, "table is declared but no INSERT reads it; it will not be read");
         }
     }
+    let all_bounded = kept.iter().all(|s| s.source.is_bounded());
 
     // The usage table: every model-call attempt, written with the epoch that made it.
     let mut side_outputs: Vec<(
@@ -912,7 +950,17 @@ pub async fn plan_text(
         progress_bar: opts.progress_bar,
         side_outputs,
     };
-    Ok(PlannedJob { job, explain })
+    let estimate = match estimate_plans {
+        Some((estimates, plans)) if !plans.is_empty() && all_bounded => {
+            Some(CostEstimate { plans, estimates })
+        }
+        _ => None,
+    };
+    Ok(PlannedJob {
+        job,
+        explain,
+        estimate,
+    })
 }
 
 /// `; USD per 1M tokens: input 0.8, output 4 (price catalog bundled: <url> (date))` for
@@ -1228,12 +1276,85 @@ fn with_tenant_column(
     set_at: Pos,
     operators: &OperatorConfig,
 ) -> Result<LogicalPlan> {
+    let mut missing: Option<String> = None;
+    let rewritten = rewrite_calls(plan, |inputs, f| {
+        let variant = strata_operators::registry::tenant_variant(f.name(), operators)?;
+        let found = inputs
+            .iter()
+            .find_map(|s| s.qualified_field_with_unqualified_name(column).ok());
+        let Some((qualifier, field)) = found else {
+            let columns: Vec<String> = inputs
+                .iter()
+                .flat_map(|s| s.fields().iter().map(|f| f.name().clone()))
+                .collect();
+            missing = Some(format!(
+                "SET job.tenant_column = '{column}', but the input of {}(...) in INSERT INTO {} has no column '{column}' (it has: {}); select the tenant column in the query, or name the right one",
+                f.name(),
+                ins.table,
+                columns.join(", ")
+            ));
+            return None;
+        };
+        let tenant = cast(
+            Expr::Column(datafusion::common::Column::new(
+                qualifier.cloned(),
+                field.name(),
+            )),
+            arrow::datatypes::DataType::Utf8,
+        );
+        let mut args = f.args.clone();
+        if f.name() != strata_operators::udfs::embed::NAME && args.len() == 2 {
+            // (model, text) -> (model, text, NULL limit, tenant)
+            args.push(Expr::Literal(
+                datafusion::common::ScalarValue::Int64(None),
+                None,
+            ));
+        }
+        args.push(tenant);
+        Some((variant, args))
+    })
+    .map_err(|e| df_err(file, ins.query_pos, e))?;
+    match missing {
+        Some(message) => Err(set_at.error(file, message)),
+        None => Ok(rewritten),
+    }
+}
+
+/// The plan `strata explain` runs for its cost estimate: `plan` with every model call
+/// replaced by its dry-run stand-in. `None` when the plan calls no model.
+fn with_estimators(
+    file: &str,
+    ins: &InsertDef,
+    plan: &LogicalPlan,
+    operators: &OperatorConfig,
+    estimates: &Arc<strata_operators::udfs::estimate::Estimates>,
+) -> Result<Option<LogicalPlan>> {
+    let mut calls = 0;
+    let rewritten = rewrite_calls(plan.clone(), |_, f| {
+        let stand_in =
+            strata_operators::registry::estimate_variant(f.name(), operators, estimates)?;
+        calls += 1;
+        Some((stand_in, f.args.clone()))
+    })
+    .map_err(|e| df_err(file, ins.query_pos, e))?;
+    Ok((calls > 0).then_some(rewritten))
+}
+
+/// Replace function calls in every expression of `plan`: `replace(input schemas of the
+/// node, call)` gives the new function and arguments, or `None` to keep the call. Output
+/// column names stay as the user's query made them.
+fn rewrite_calls(
+    plan: LogicalPlan,
+    mut replace: impl FnMut(
+        &[datafusion::common::DFSchemaRef],
+        &datafusion::logical_expr::expr::ScalarFunction,
+    ) -> Option<(datafusion::logical_expr::ScalarUDF, Vec<Expr>)>,
+) -> datafusion::error::Result<LogicalPlan> {
     use datafusion::common::tree_node::Transformed;
     use datafusion::logical_expr::expr::ScalarFunction;
     use datafusion::logical_expr::expr_rewriter::NamePreserver;
 
-    let mut missing: Option<String> = None;
-    let rewritten = plan
+    Ok(plan
         .transform_up(|node| {
             let inputs: Vec<_> = node.inputs().iter().map(|i| i.schema().clone()).collect();
             let preserver = NamePreserver::new(&node);
@@ -1243,58 +1364,18 @@ fn with_tenant_column(
                     let Expr::ScalarFunction(f) = &e else {
                         return Ok(Transformed::no(e));
                     };
-                    let Some(variant) =
-                        strata_operators::registry::tenant_variant(f.name(), operators)
-                    else {
-                        return Ok(Transformed::no(e));
-                    };
-                    let found = inputs
-                        .iter()
-                        .find_map(|s| s.qualified_field_with_unqualified_name(column).ok());
-                    let Some((qualifier, field)) = found else {
-                        let columns: Vec<String> = inputs
-                            .iter()
-                            .flat_map(|s| s.fields().iter().map(|f| f.name().clone()))
-                            .collect();
-                        missing = Some(format!(
-                            "SET job.tenant_column = '{column}', but the input of {}(...) in INSERT INTO {} has no column '{column}' (it has: {}); select the tenant column in the query, or name the right one",
-                            f.name(),
-                            ins.table,
-                            columns.join(", ")
-                        ));
-                        return Ok(Transformed::no(e));
-                    };
-                    let tenant = cast(
-                        Expr::Column(datafusion::common::Column::new(
-                            qualifier.cloned(),
-                            field.name(),
+                    Ok(match replace(&inputs, f) {
+                        Some((udf, args)) => Transformed::yes(Expr::ScalarFunction(
+                            ScalarFunction::new_udf(Arc::new(udf), args),
                         )),
-                        arrow::datatypes::DataType::Utf8,
-                    );
-                    let mut args = f.args.clone();
-                    if f.name() != strata_operators::udfs::embed::NAME && args.len() == 2 {
-                        // (model, text) -> (model, text, NULL limit, tenant)
-                        args.push(Expr::Literal(
-                            datafusion::common::ScalarValue::Int64(None),
-                            None,
-                        ));
-                    }
-                    args.push(tenant);
-                    Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
-                        Arc::new(variant),
-                        args,
-                    ))))
+                        None => Transformed::no(e),
+                    })
                 })?;
                 Ok(e.update_data(|e| saved.restore(e)))
             })?;
             node.map_data(|n| n.recompute_schema())
-        })
-        .map_err(|e| df_err(file, ins.query_pos, e))?
-        .data;
-    match missing {
-        Some(message) => Err(set_at.error(file, message)),
-        None => Ok(rewritten),
-    }
+        })?
+        .data)
 }
 
 /// Queries run once per epoch. Operators whose result depends on seeing every

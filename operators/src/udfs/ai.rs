@@ -93,7 +93,7 @@ pub enum AiKind {
 }
 
 impl AiKind {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             AiKind::Complete => "ai_complete",
             AiKind::Summarize => "ai_summarize",
@@ -209,7 +209,7 @@ impl AiFunc {
     }
 
     /// The third argument: a positive integer literal, or the default.
-    fn limit(&self, v: Option<&ColumnarValue>) -> Result<Option<i64>> {
+    pub(crate) fn limit(&self, v: Option<&ColumnarValue>) -> Result<Option<i64>> {
         let name = self.kind.name();
         let arg = self.kind.limit_arg();
         match v {
@@ -310,26 +310,7 @@ impl AsyncScalarUDFImpl for AiFunc {
             (true, Some(v)) => Some(tenant_values(v, texts.len())?),
             (true, None) => return exec_err!("{name}: missing the tenant argument"),
         };
-        let requests: Vec<(usize, _)> = texts
-            .iter()
-            .enumerate()
-            .filter_map(|(row, t)| t.map(|t| (row, t)))
-            .map(|(row, text)| {
-                let request = match self.kind {
-                    AiKind::Complete => chat
-                        .settings
-                        .request(text.to_string(), limit.map(|n| n as u32)),
-                    AiKind::Summarize => {
-                        let words = limit.unwrap_or(DEFAULT_MAX_WORDS);
-                        chat.settings.request(
-                            summarize_prompt(text, words),
-                            Some(summary_tokens(words, chat.settings.max_tokens)),
-                        )
-                    }
-                };
-                (row, request)
-            })
-            .collect();
+        let requests = requests(self.kind, &chat.settings, &texts, limit);
 
         let model_name = model.name.clone();
         let count = |result: &'static str| {
@@ -389,6 +370,33 @@ impl AsyncScalarUDFImpl for AiFunc {
             Ok(ColumnarValue::Array(out))
         }
     }
+}
+
+/// The requests `kind` makes for `texts` (NULL rows make none), with their row numbers.
+pub(crate) fn requests(
+    kind: AiKind,
+    settings: &crate::models::chat::ChatSettings,
+    texts: &[Option<&str>],
+    limit: Option<i64>,
+) -> Vec<(usize, crate::models::chat::ChatRequest)> {
+    texts
+        .iter()
+        .enumerate()
+        .filter_map(|(row, t)| t.map(|t| (row, t)))
+        .map(|(row, text)| {
+            let request = match kind {
+                AiKind::Complete => settings.request(text.to_string(), limit.map(|n| n as u32)),
+                AiKind::Summarize => {
+                    let words = limit.unwrap_or(DEFAULT_MAX_WORDS);
+                    settings.request(
+                        summarize_prompt(text, words),
+                        Some(summary_tokens(words, settings.max_tokens)),
+                    )
+                }
+            };
+            (row, request)
+        })
+        .collect()
 }
 
 /// The per-row tenants of a tenant argument (a column, or one value for every row).

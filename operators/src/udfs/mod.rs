@@ -8,6 +8,7 @@ pub mod ai;
 pub mod chunk_text;
 pub mod cosine;
 pub mod embed;
+pub mod estimate;
 pub mod pii;
 pub mod token_count;
 pub mod window;
