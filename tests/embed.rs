@@ -195,3 +195,58 @@ fn bad_models_are_plan_errors_at_the_option() {
         assert!(!out.exists(), "a plan error wrote output");
     }
 }
+
+/// Local embedding calls are usage rows too: one per call (per tenant of an array), with
+/// the tokens the model read ([CLS] and [SEP] included) and no cost unless priced.
+#[test]
+fn local_embedding_calls_are_usage_rows_with_their_tokens() {
+    let dir = tempdir();
+    let input = dir.path().join("docs.jsonl");
+    let n = 300;
+    write_jsonl(
+        &input,
+        (0..n).map(|i| {
+            let tenant = if i % 2 == 0 { "acme" } else { "globex" };
+            json!({"doc_id": i, "tenant": tenant, "body": SENTENCES[i % SENTENCES.len()]})
+        }),
+    );
+    let usage = dir.path().join("usage");
+    let text = format!(
+        "SET epoch.max_rows = '100';
+SET usage.path = '{}';
+SET job.tenant_column = 'tenant';
+CREATE MODEL minilm WITH (provider = 'local', task = 'embedding', 'price.input_per_1m' = '0.01');
+CREATE TABLE docs (doc_id BIGINT NOT NULL, tenant TEXT NOT NULL, body TEXT)
+  WITH (connector = 'file', path = '{}', format = 'json');
+CREATE TABLE vectors WITH (connector = 'parquet', path = '{}');
+INSERT INTO vectors SELECT doc_id, embed('minilm', body) AS embedding FROM docs;
+",
+        s(&usage),
+        s(&input),
+        s(&dir.path().join("out"))
+    );
+    let job = write_job(dir.path(), "usage.sql", &text);
+    strata(dir.path(), &["run", s(&job)]).summary("local embedding with usage");
+    let rows = table_rows(&usage);
+    assert!(!rows.is_empty());
+    let tokenizer = strata_operators::tokenizer::tokenizer_for(&models_dir(), None).unwrap();
+    for tenant in ["acme", "globex"] {
+        let want: i64 = (0..n)
+            .filter(|i| (i % 2 == 0) == (tenant == "acme"))
+            .map(|i| tokenizer.count(SENTENCES[i % SENTENCES.len()]).unwrap() as i64 + 2)
+            .sum();
+        let mine: Vec<_> = rows.iter().filter(|r| r["tenant"] == tenant).collect();
+        let got: i64 = mine
+            .iter()
+            .map(|r| r["input_tokens"].as_i64().unwrap())
+            .sum();
+        assert_eq!(got, want, "tokens embedded for {tenant}");
+        for r in &mine {
+            assert_eq!(r["provider"], "local");
+            assert_eq!(r["operation"], "embedding");
+            assert_eq!(r["model_id"], "all-MiniLM-L6-v2");
+            assert_eq!(r["status"], "ok");
+            assert_eq!(r["attempt"], 1);
+        }
+    }
+}

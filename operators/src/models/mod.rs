@@ -247,7 +247,7 @@ pub async fn build_model(name: &str, options: ModelOptions, ctx: &ModelContext) 
     }
     let observer = observer(name, &provider, "embedding", prices, ctx);
     let embedder: Arc<dyn Embedder> = match provider.as_str() {
-        "local" => Arc::new(local::LocalEmbedder::load(&mut opts, ctx)?),
+        "local" => Arc::new(local::LocalEmbedder::load(&mut opts, ctx, observer)?),
         "openai" => remote::openai_embedder(&mut opts, observer)?,
         "bedrock" => remote::bedrock_embedder(&mut opts, observer).await?,
         other => {
