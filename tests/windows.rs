@@ -82,7 +82,7 @@ impl Windowed {
 SET epoch.max_rows = '50';
 CREATE TABLE events (id BIGINT NOT NULL, ts TIMESTAMP NOT NULL, model TEXT NOT NULL, tokens BIGINT NOT NULL,
   WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)
-WITH (connector = 'file', path = '{}', format = 'json');
+WITH (connector = 'file', path = '{}', format = 'json', bad_data = 'dead_letter', dead_letter = '{}');
 CREATE TABLE hourly WITH (connector = 'parquet', path = '{}');
 INSERT INTO hourly
 SELECT tumble(ts, INTERVAL '1' HOUR) AS window_start, tumble_end(ts, INTERVAL '1' HOUR) AS window_end,
@@ -91,6 +91,7 @@ FROM events
 GROUP BY tumble(ts, INTERVAL '1' HOUR), tumble_end(ts, INTERVAL '1' HOUR), model;
 ",
             s(&input),
+            s(&dir.path().join("dlq")),
             s(&out)
         );
         let job = write_job(dir.path(), "windows.sql", &text);
@@ -139,6 +140,33 @@ fn assert_windows(w: &Windowed) {
     let want = expected();
     assert_eq!(got.len(), want.len(), "windows emitted");
     assert_eq!(got, want);
+    // The late rows, each once, in the source's dead letter with the reason.
+    let dead = table_rows(&w.dir.path().join("dlq"));
+    let mut late: Vec<String> = dead
+        .iter()
+        .map(|r| {
+            let reason = r["reason"].as_str().unwrap();
+            assert!(reason.starts_with("late row: its window ["), "{reason}");
+            assert_eq!(r["source"], "events");
+            // Binary columns come back hex-encoded.
+            let hex = r["raw"].as_str().unwrap();
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            String::from_utf8(bytes).unwrap()
+        })
+        .collect();
+    late.sort();
+    let mut want_late: Vec<String> = LATE
+        .iter()
+        .map(|&i| format!("\"ts\":\"{}", rfc3339(ts(i))))
+        .collect();
+    want_late.sort();
+    assert_eq!(late.len(), LATE.len(), "{late:?}");
+    for (got, want) in late.iter().zip(&want_late) {
+        assert!(got.contains(want), "{got} should hold {want}");
+    }
 }
 
 #[test]

@@ -340,10 +340,17 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
             let mut staged: Vec<(Arc<dyn Sink>, Box<dyn StagedEpoch>)> = Vec::with_capacity(results.len());
             let mut window_deltas = Vec::new();
             for (idx, (sink, st, delta)) in results.into_iter().enumerate() {
-                if let Some(delta) = delta {
+                if let Some(mut delta) = delta {
                     // Insert futures come first, in insert order.
                     let w = inserts[idx].window.as_ref().expect("a delta comes from a window insert");
                     w.persist(&checkpoint, idx, epoch, &delta).await?;
+                    // Late rows go to the source's dead letter in this epoch.
+                    if let (Some(batch), Some((_, dl))) = (delta.late.take(), &w.dead_letter) {
+                        let info = EpochInfo { epoch, file_stem: file_stem(&job_name, dl.name(), usize::MAX / 4 - idx, &offsets), started_micros };
+                        let mut writer = dl.begin_epoch(&info).await?;
+                        writer.write(batch).await?;
+                        staged.push((dl.clone(), writer.finish().await?));
+                    }
                     window_deltas.push((idx, delta));
                 }
                 staged.push((sink, st));

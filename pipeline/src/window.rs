@@ -36,7 +36,6 @@ use crate::table::EpochTable;
 use crate::{PipelineError, Result};
 
 /// How one windowed insert is split and when its windows close.
-#[derive(Debug)]
 pub struct WindowBinding {
     /// The aggregate's input, run on each epoch's rows.
     pub input: LogicalPlan,
@@ -51,7 +50,24 @@ pub struct WindowBinding {
     /// The source's watermark delay; `None` when it declares no watermark (windows then close
     /// only at the end of a bounded input).
     pub watermark_delay_micros: Option<i64>,
+    /// The source's name and dead letter (`bad_data = 'dead_letter'`), where late rows go.
+    pub dead_letter: Option<(String, Arc<dyn crate::Sink>)>,
     state: Mutex<WindowState>,
+}
+
+impl std::fmt::Debug for WindowBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowBinding")
+            .field("time_column", &self.time_column)
+            .field("size_micros", &self.size_micros)
+            .field("lateness_micros", &self.lateness_micros)
+            .field("watermark_delay_micros", &self.watermark_delay_micros)
+            .field(
+                "dead_letter",
+                &self.dead_letter.as_ref().map(|(s, d)| (s, d.location())),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -85,6 +101,8 @@ pub struct WindowDelta {
     pub dead: Vec<u64>,
     /// Rows handed to the output plan.
     pub closed_rows: usize,
+    /// Late rows, as dead-letter records, when the source has a dead letter.
+    pub late: Option<RecordBatch>,
 }
 
 impl WindowBinding {
@@ -96,6 +114,7 @@ impl WindowBinding {
         size_micros: i64,
         lateness_micros: i64,
         watermark_delay_micros: Option<i64>,
+        dead_letter: Option<(String, Arc<dyn crate::Sink>)>,
     ) -> Self {
         Self {
             input,
@@ -104,8 +123,54 @@ impl WindowBinding {
             size_micros,
             lateness_micros,
             watermark_delay_micros,
+            dead_letter,
             state: Mutex::default(),
         }
+    }
+
+    /// Late rows as dead-letter records of the source: the row (the columns the aggregate
+    /// reads) as a JSON line, and why.
+    fn late_records(
+        &self,
+        sink: &str,
+        epoch: u64,
+        late: &[RecordBatch],
+        watermark: Option<i64>,
+    ) -> Result<Vec<crate::BadRecord>> {
+        let mut out = Vec::new();
+        for b in late {
+            let mut buf = Vec::new();
+            {
+                let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
+                w.write(b).map_err(|e| window_err(e.to_string()))?;
+                w.finish().map_err(|e| window_err(e.to_string()))?;
+            }
+            let times = self.times(b)?;
+            for (i, line) in buf
+                .split(|c| *c == b'\n')
+                .filter(|l| !l.is_empty())
+                .enumerate()
+            {
+                let reason = match (times.is_valid(i).then(|| times.value(i)), watermark) {
+                    (None, _) => "late row: no event time, so it belongs to no window".to_string(),
+                    (Some(t), w) => format!(
+                        "late row: its window [{}, {}) was already emitted (watermark {}, window.allowed_lateness {} s)",
+                        micros_text(t.div_euclid(self.size_micros) * self.size_micros),
+                        micros_text(t.div_euclid(self.size_micros) * self.size_micros + self.size_micros),
+                        w.map(micros_text).unwrap_or_else(|| "none".into()),
+                        self.lateness_micros / 1_000_000
+                    ),
+                };
+                out.push(crate::BadRecord {
+                    raw: line.to_vec(),
+                    reason,
+                    split: format!("window:{sink}"),
+                    position: epoch,
+                    location: format!("INSERT INTO {sink}, epoch {epoch}"),
+                });
+            }
+        }
+        Ok(out)
     }
 
     fn schema(&self) -> SchemaRef {
@@ -181,9 +246,13 @@ impl WindowBinding {
         let before = state.meta.watermark;
         let mut added = Vec::new();
         let mut late = 0usize;
+        let mut late_rows = Vec::new();
         for b in &batches {
             let kept = self.split(b, before, true)?;
             late += b.num_rows() - kept.num_rows();
+            if kept.num_rows() < b.num_rows() && self.dead_letter.is_some() {
+                late_rows.push(self.split(b, before, false)?);
+            }
             if kept.num_rows() > 0 {
                 let times = self.times(&kept)?;
                 let max = arrow::compute::max(&times);
@@ -195,8 +264,16 @@ impl WindowBinding {
             state.meta.late_rows += late as u64;
             metrics::counter!("strata_window_late_rows_total", "sink" => sink.to_string())
                 .increment(late as u64);
-            tracing::warn!(sink, epoch, late, watermark = ?before, "rows for windows already emitted (or without event time) were not added to any window; raise window.allowed_lateness or the source's WATERMARK delay to keep them");
+            tracing::warn!(sink, epoch, late, watermark = ?before, dead_lettered = self.dead_letter.is_some(), "rows for windows already emitted (or without event time) were not added to any window; raise window.allowed_lateness or the source's WATERMARK delay to keep them");
         }
+        let late_batch = match &self.dead_letter {
+            Some((source, _)) if !late_rows.is_empty() => {
+                let records = self.late_records(sink, epoch, &late_rows, before)?;
+                let now = chrono::Utc::now().timestamp_micros();
+                Some(crate::bad_data::dead_letter_batch(source, &records, now))
+            }
+            _ => None,
+        };
         for b in &added {
             state.rows.push((epoch, b.clone()));
         }
@@ -243,6 +320,7 @@ impl WindowBinding {
             meta,
             dead: was_live.difference(&live).copied().collect(),
             closed_rows,
+            late: late_batch,
         })
     }
 
@@ -329,6 +407,13 @@ impl WindowBinding {
         state.meta = meta;
         Ok(())
     }
+}
+
+/// `2026-11-01T07:00:00Z`.
+fn micros_text(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| micros.to_string())
 }
 
 fn rows_dir(insert: usize) -> String {

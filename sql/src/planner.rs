@@ -779,14 +779,15 @@ pub async fn plan_text(
             Some((column, pos)) => with_tenant_column(file, ins, plan, column, *pos, &operators)?,
             None => plan,
         };
-        let (plan, window) =
-            match split_window(file, ins, &plan, &tables, &bounded, lateness, partitions)? {
-                Some((output, window)) => (output, Some(window)),
-                None => {
-                    check_row_at_a_time(file, ins, &plan)?;
-                    (plan, None)
-                }
-            };
+        let (plan, window) = match split_window(
+            file, ins, &plan, &tables, &sources, &bounded, lateness, partitions,
+        )? {
+            Some((output, window)) => (output, Some(window)),
+            None => {
+                check_row_at_a_time(file, ins, &plan)?;
+                (plan, None)
+            }
+        };
         let plan = with_embedding_model(file, ins, t, plan, &operators.models)?;
         let plan = fit_to_table(file, ins, t, plan)?;
         plan.apply(|node| {
@@ -1115,6 +1116,7 @@ fn split_window(
     ins: &InsertDef,
     plan: &LogicalPlan,
     tables: &[TableDef],
+    sources: &[SourceBinding],
     bounded: &BTreeMap<String, bool>,
     lateness_micros: i64,
     partitions: usize,
@@ -1253,6 +1255,14 @@ fn split_window(
         })
         .map_err(|e| df_err(file, ins.query_pos, e))?
         .data;
+    let dead_letter = sources
+        .iter()
+        .find(|s| s.name.eq_ignore_ascii_case(&source.name))
+        .and_then(|s| s.dead_letter.clone())
+        .filter(|dl| {
+            dl.schema().fields() == strata_pipeline::bad_data::dead_letter_schema().fields()
+        })
+        .map(|dl| (source.name.clone(), dl));
     let binding = strata_pipeline::WindowBinding::new(
         input,
         state_table,
@@ -1260,6 +1270,7 @@ fn split_window(
         size,
         lateness_micros,
         delay,
+        dead_letter,
     );
     Ok(Some((output, binding)))
 }
