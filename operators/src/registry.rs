@@ -33,6 +33,8 @@ pub struct OperatorConfig {
     pub usage: Option<Arc<crate::models::usage::UsageLog>>,
     /// The price catalog: bundled, or with `--prices FILE` over it.
     pub prices: Arc<crate::models::prices::PriceCatalog>,
+    /// Failed `ai_*` rows under `job.on_model_error = 'dead_letter'`.
+    pub failed_calls: Option<Arc<crate::udfs::ai::FailedCalls>>,
 }
 
 impl OperatorConfig {
@@ -50,6 +52,7 @@ impl OperatorConfig {
             max_cost_usd: None,
             usage: None,
             prices: Arc::default(),
+            failed_calls: None,
         }
     }
 }
@@ -64,11 +67,13 @@ pub fn functions(cfg: &OperatorConfig) -> Vec<ScalarUDF> {
             AiKind::Complete,
             Arc::clone(&cfg.models),
             cfg.on_model_error,
+            cfg.failed_calls.clone(),
         ),
         AiFunc::udf(
             AiKind::Summarize,
             Arc::clone(&cfg.models),
             cfg.on_model_error,
+            cfg.failed_calls.clone(),
         ),
         ScalarUDF::from(CosineSimilarityFunc::default()),
         ScalarUDF::from(DetectPiiFunc::new(&cfg.pii)),
@@ -90,11 +95,13 @@ pub fn tenant_variant(name: &str, cfg: &OperatorConfig) -> Option<ScalarUDF> {
             AiKind::Complete,
             models,
             cfg.on_model_error,
+            cfg.failed_calls.clone(),
         )),
         "ai_summarize" => Some(AiFunc::tenant_udf(
             AiKind::Summarize,
             models,
             cfg.on_model_error,
+            cfg.failed_calls.clone(),
         )),
         _ => None,
     }

@@ -93,7 +93,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ),
     (
         "job.on_model_error",
-        "what a row gets when its ai_* call fails after the retries: 'fail' (default) or 'null'",
+        "what a row gets when its ai_* call fails after the retries: 'fail' (default), 'null', or 'dead_letter' (NULL, and the text and error to the source's dead letter)",
     ),
     (
         "pii.ner",
@@ -154,6 +154,9 @@ fn model_settings(
         operators.on_model_error = v
             .parse()
             .map_err(|e: String| pos.error(file, format!("job.on_model_error: {e}")))?;
+        if operators.on_model_error == strata_operators::udfs::OnModelError::DeadLetter {
+            operators.failed_calls = Some(Arc::default());
+        }
     }
     Ok(())
 }
@@ -884,6 +887,33 @@ pub async fn plan_text(
         Arc<dyn strata_pipeline::Sink>,
         Arc<dyn strata_pipeline::SideOutput>,
     )> = Vec::new();
+    // Rows whose model call failed for good, with `job.on_model_error = 'dead_letter'`: to
+    // the dead letter of the job's source, in the epoch that read them.
+    if let Some(failed) = &operators.failed_calls {
+        let (_, pos) = settings
+            .get("job.on_model_error")
+            .expect("failed_calls come from job.on_model_error");
+        let with_dl: Vec<&SourceBinding> =
+            kept.iter().filter(|s| s.dead_letter.is_some()).collect();
+        let [source] = with_dl.as_slice() else {
+            let names: Vec<&str> = kept.iter().map(|s| s.name.as_str()).collect();
+            return Err(pos.error(
+                file,
+                format!(
+                    "job.on_model_error = 'dead_letter' writes failed rows to the dead letter of the job's source, so exactly one source needs bad_data = 'dead_letter' and dead_letter = '...' ({} of {} have one: {})",
+                    with_dl.len(),
+                    names.len(),
+                    names.join(", ")
+                ),
+            ));
+        };
+        let dl = source
+            .dead_letter
+            .clone()
+            .expect("filtered on a dead letter");
+        failed.set_source(&source.name);
+        side_outputs.push((dl, failed.clone()));
+    }
     if let (Some((path, pos)), Some(log)) = (&usage_path, &operators.usage) {
         if tables.iter().any(|t| t.name.eq_ignore_ascii_case("usage")) {
             return Err(pos.error(file, "usage.path writes a table named 'usage', and the job declares one too: rename the declared table"));

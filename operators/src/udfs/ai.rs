@@ -66,6 +66,9 @@ pub enum OnModelError {
     Fail,
     /// NULL result, counted in `strata_ai_rows_total{result="error"}`.
     Null,
+    /// NULL result, and the row's text with the error to the job's dead letter
+    /// ([`FailedCalls`]).
+    DeadLetter,
 }
 
 impl FromStr for OnModelError {
@@ -75,11 +78,60 @@ impl FromStr for OnModelError {
         match s.trim().to_ascii_lowercase().as_str() {
             "fail" => Ok(OnModelError::Fail),
             "null" => Ok(OnModelError::Null),
-            "dead_letter" => Err("'dead_letter' is not available for model errors yet; use \
-                                  'fail' or 'null'"
-                .into()),
-            other => Err(format!("unknown policy '{other}': use 'fail' or 'null'")),
+            "dead_letter" | "dead-letter" => Ok(OnModelError::DeadLetter),
+            other => Err(format!(
+                "unknown policy '{other}': use 'fail', 'null' or 'dead_letter'"
+            )),
         }
+    }
+}
+
+/// Rows whose model call failed for good under `job.on_model_error = 'dead_letter'`,
+/// collected while an epoch's queries run and written to the dead letter of the job's
+/// source with that epoch (a [`strata_pipeline::SideOutput`]), so a failed row is recorded
+/// exactly once. A record holds the function's text argument as `raw` and the error as
+/// `reason`; the row itself is written with a NULL result.
+#[derive(Debug, Default)]
+pub struct FailedCalls {
+    source: std::sync::OnceLock<String>,
+    records: std::sync::Mutex<Vec<strata_pipeline::BadRecord>>,
+}
+
+impl FailedCalls {
+    /// Records go to the dead letter of source `name` (set once, by the planner).
+    pub fn set_source(&self, name: &str) {
+        let _ = self.source.set(name.to_string());
+    }
+
+    /// One failed row: `text` given to `function` on `model`, which failed with `error`.
+    pub fn record(&self, function: &str, model: &str, text: &str, error: &str) {
+        self.records
+            .lock()
+            .expect("failed calls lock")
+            .push(strata_pipeline::BadRecord {
+                raw: text.as_bytes().to_vec(),
+                reason: format!("{function}('{model}') failed after its retries: {error}"),
+                split: format!("model:{model}"),
+                position: 0,
+                location: format!("{function}('{model}', ...)"),
+            });
+    }
+}
+
+impl strata_pipeline::SideOutput for FailedCalls {
+    fn drain(&self) -> Option<arrow::record_batch::RecordBatch> {
+        let records = std::mem::take(&mut *self.records.lock().expect("failed calls lock"));
+        if records.is_empty() {
+            return None;
+        }
+        let source = self.source.get().map(String::as_str).unwrap_or("model");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(0);
+        Some(strata_pipeline::bad_data::dead_letter_batch(
+            source, &records, now,
+        ))
     }
 }
 
@@ -122,6 +174,8 @@ pub struct AiFunc {
     signature: Signature,
     models: Arc<ModelRegistry>,
     on_error: OnModelError,
+    /// Where failed rows go under [`OnModelError::DeadLetter`].
+    failed: Option<Arc<FailedCalls>>,
     /// The variant the planner puts in place of the user's call when the job sets
     /// `job.tenant_column`: `(model, text, limit or NULL, tenant)`, the last argument being
     /// the row's tenant, which goes into the usage rows of the row's calls.
@@ -162,13 +216,25 @@ impl AiFunc {
             ),
             models,
             on_error,
+            failed: None,
             tenant: false,
         }
     }
 
+    /// Failed rows go to `failed` (with [`OnModelError::DeadLetter`]).
+    pub fn with_failed_calls(self, failed: Option<Arc<FailedCalls>>) -> Self {
+        Self { failed, ..self }
+    }
+
     /// As a registrable (async) UDF.
-    pub fn udf(kind: AiKind, models: Arc<ModelRegistry>, on_error: OnModelError) -> ScalarUDF {
-        AsyncScalarUDF::new(Arc::new(Self::new(kind, models, on_error))).into_scalar_udf()
+    pub fn udf(
+        kind: AiKind,
+        models: Arc<ModelRegistry>,
+        on_error: OnModelError,
+        failed: Option<Arc<FailedCalls>>,
+    ) -> ScalarUDF {
+        let f = Self::new(kind, models, on_error).with_failed_calls(failed);
+        AsyncScalarUDF::new(Arc::new(f)).into_scalar_udf()
     }
 
     /// The tenant-carrying variant (never registered by name: the planner builds calls to it,
@@ -177,6 +243,7 @@ impl AiFunc {
         kind: AiKind,
         models: Arc<ModelRegistry>,
         on_error: OnModelError,
+        failed: Option<Arc<FailedCalls>>,
     ) -> ScalarUDF {
         let f = Self {
             signature: Signature::exact(
@@ -189,7 +256,7 @@ impl AiFunc {
                 Volatility::Volatile,
             ),
             tenant: true,
-            ..Self::new(kind, models, on_error)
+            ..Self::new(kind, models, on_error).with_failed_calls(failed)
         };
         AsyncScalarUDF::new(Arc::new(f)).into_scalar_udf()
     }
@@ -357,6 +424,18 @@ impl AsyncScalarUDFImpl for AiFunc {
                         OnModelError::Null => {
                             tracing::warn!(function = name, model = %model.name, row, error = %e, "model call failed; NULL result (job.on_model_error = 'null')");
                         }
+                        OnModelError::DeadLetter => {
+                            let Some(failed) = &self.failed else {
+                                return exec_err!("{name}: job.on_model_error = 'dead_letter' but the job has no dead letter");
+                            };
+                            tracing::warn!(function = name, model = %model.name, row, error = %e, "model call failed; NULL result, row to the dead letter (job.on_model_error = 'dead_letter')");
+                            failed.record(
+                                name,
+                                &model.name,
+                                texts[row].unwrap_or_default(),
+                                &e.to_string(),
+                            );
+                        }
                     }
                 }
             }
@@ -426,10 +505,10 @@ mod tests {
     fn policies_parse() {
         assert_eq!("fail".parse::<OnModelError>(), Ok(OnModelError::Fail));
         assert_eq!(" NULL ".parse::<OnModelError>(), Ok(OnModelError::Null));
-        assert!("dead_letter"
-            .parse::<OnModelError>()
-            .unwrap_err()
-            .contains("not available"));
+        assert_eq!(
+            "dead_letter".parse::<OnModelError>(),
+            Ok(OnModelError::DeadLetter)
+        );
         assert!("skip".parse::<OnModelError>().is_err());
     }
 }
