@@ -129,3 +129,64 @@ INSERT INTO answers SELECT id, ai_complete('llm', q) AS a FROM qs;
         out.stderr
     );
 }
+
+/// A budget stop fails the epoch (its rows are not committed), but the calls it made were
+/// paid for: their usage rows are published anyway, one per attempt the endpoint saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_usage_of_a_failed_epoch_is_still_on_record() {
+    let fake = FakeEndpoint::start().await;
+    let dir = tempdir();
+    let input = dir.path().join("q.jsonl");
+    write_jsonl(
+        &input,
+        (0..300).map(|i| json!({"id": i, "q": format!("question {i}")})),
+    );
+    let usage = dir.path().join("usage");
+    let job = write_job(
+        dir.path(),
+        "budget.sql",
+        &format!(
+            "SET epoch.max_rows = '100';
+SET usage.path = '{}';
+SET job.max_cost_usd = '0.02';
+CREATE MODEL llm WITH (provider = 'openai', task = 'chat', endpoint = '{}', model = 'fake-chat',
+  max_tokens = '50', max_concurrency = '4', 'price.input_per_1m' = '10', 'price.output_per_1m' = '20');
+CREATE TABLE qs (id BIGINT NOT NULL, q TEXT) WITH (connector = 'file', path = '{}', format = 'json');
+CREATE TABLE answers WITH (connector = 'parquet', path = '{}');
+INSERT INTO answers SELECT id, ai_complete('llm', q) AS a FROM qs;
+",
+            s(&usage),
+            fake.openai_url(),
+            s(&input),
+            s(&dir.path().join("out"))
+        ),
+    );
+    let d = dir.path().to_path_buf();
+    let res = tokio::task::spawn_blocking(move || strata(&d, &["run", s(&job)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        res.code,
+        Some(1),
+        "the budget stops the run: {}",
+        res.stderr
+    );
+    assert!(res.stderr.contains("job.max_cost_usd"), "{}", res.stderr);
+    let seen = fake.received().len();
+    assert!(seen > 0 && seen < 300, "{seen} calls");
+    let rows = table_rows(&usage);
+    assert_eq!(rows.len(), seen, "one usage row per call the endpoint saw");
+    let tokens: i64 = rows
+        .iter()
+        .map(|r| {
+            r["input_tokens"].as_i64().unwrap() * 10 + r["output_tokens"].as_i64().unwrap() * 20
+        })
+        .sum();
+    assert!(tokens > 0);
+    // The failed epoch's rows did not reach the output; the epochs before it did.
+    let written = table_rows(&dir.path().join("out")).len();
+    assert!(
+        written < 300 && written % 100 == 0,
+        "{written} rows written"
+    );
+}

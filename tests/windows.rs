@@ -413,3 +413,80 @@ INSERT INTO out SELECT id, ai_complete('llm', body) AS answer FROM docs;
         assert_eq!(r["BillingCurrency"], "USD");
     }
 }
+
+/// A job can window over its own `usage` in the same run: the inserts that read it run after
+/// the epoch's model calls, over the usage rows those produced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_windows_over_its_own_usage() {
+    let fake = fake_endpoints::FakeEndpoint::start().await;
+    fake.throttle_every(7);
+    let dir = tempdir();
+    let input = dir.path().join("docs.jsonl");
+    write_jsonl(
+        &input,
+        (0..150).map(|i| json!({"id": i, "body": format!("note {i} {}", "word ".repeat(i % 9))})),
+    );
+    let usage = dir.path().join("usage");
+    let spend = dir.path().join("spend");
+    let text = format!(
+        "SET epoch.max_rows = '30';
+SET usage.path = '{}';
+CREATE MODEL llm WITH (provider = 'openai', task = 'chat', endpoint = '{}', model = 'fake-chat',
+  'retry.base_ms' = '1', 'retry.max_ms' = '5', 'price.input_per_1m' = '3', 'price.output_per_1m' = '15');
+CREATE TABLE docs (id BIGINT NOT NULL, body TEXT) WITH (connector = 'file', path = '{}', format = 'json');
+CREATE TABLE answers WITH (connector = 'parquet', path = '{}');
+CREATE TABLE spend WITH (connector = 'parquet', path = '{}');
+INSERT INTO answers SELECT id, ai_complete('llm', body) AS a FROM docs;
+INSERT INTO spend
+SELECT tumble(ts, INTERVAL '1' SECOND) AS second, model, status, COUNT(*) AS attempts, SUM(cost_usd) AS cost
+FROM usage GROUP BY tumble(ts, INTERVAL '1' SECOND), model, status;
+",
+        s(&usage),
+        fake.openai_url(),
+        s(&input),
+        s(&dir.path().join("answers")),
+        s(&spend)
+    );
+    let job = write_job(dir.path(), "own.sql", &text);
+    let d = dir.path().to_path_buf();
+    let j = job.clone();
+    tokio::task::spawn_blocking(move || strata(&d, &["run", s(&j)]))
+        .await
+        .unwrap()
+        .summary("a job windowing its own usage");
+    let raw = table_rows(&usage);
+    assert_eq!(raw.len(), fake.received().len());
+    let windows = table_rows(&spend);
+    let attempts: i64 = windows
+        .iter()
+        .map(|r| r["attempts"].as_i64().unwrap())
+        .sum();
+    assert_eq!(
+        attempts as usize,
+        raw.len(),
+        "every usage row in exactly one window"
+    );
+    let (cost, _) = decimal_sum(&spend, "cost");
+    let (raw_cost, _) = decimal_sum(&usage, "cost_usd");
+    assert!(raw_cost > 0);
+    assert_eq!(cost, raw_cost);
+    let mut keys: Vec<String> = windows
+        .iter()
+        .map(|r| format!("{} {} {}", r["second"], r["model"], r["status"]))
+        .collect();
+    let n = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "each window once");
+    assert!(windows.iter().any(|r| r["status"] == "throttled"));
+
+    // A query over usage may not call models itself.
+    let bad = std::fs::read_to_string(&job).unwrap().replace(
+        "SUM(cost_usd) AS cost\nFROM usage",
+        "SUM(cost_usd) AS cost, MAX(ai_complete('llm', model)) AS x\nFROM usage",
+    );
+    let bad_job = write_job(dir.path(), "bad_own.sql", &bad);
+    let out = strata(dir.path(), &["explain", s(&bad_job)]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("cannot call models"), "{}", out.stderr);
+}

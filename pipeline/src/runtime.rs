@@ -65,6 +65,9 @@ pub struct InsertBinding {
     pub plan: LogicalPlan,
     /// Set for `GROUP BY tumble(...)` queries: their input and window state.
     pub window: Option<Arc<crate::WindowBinding>>,
+    /// The query reads a side output's table (`usage`): it runs after the other inserts of
+    /// the epoch, once their side outputs are drained into [`Job::side_tables`].
+    pub reads_side_output: bool,
 }
 
 /// A planned job, ready to run.
@@ -85,6 +88,9 @@ pub struct Job {
     pub progress_bar: bool,
     /// Side outputs (model usage) and their sinks, drained after each epoch's queries.
     pub side_outputs: Vec<(Arc<dyn Sink>, Arc<dyn crate::SideOutput>)>,
+    /// Tables filled with what a side output (by index) drained in the epoch, for the
+    /// inserts that read it (`FROM usage`).
+    pub side_tables: Vec<(usize, Arc<EpochTable>)>,
 }
 
 /// Set to stop after the current epoch (SIGINT/SIGTERM).
@@ -168,6 +174,7 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
         limits,
         progress_bar,
         side_outputs,
+        side_tables,
     } = job;
 
     let recovery = checkpoint.recover().await?;
@@ -262,7 +269,7 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
         let input = msg?;
         let epoch = input.epoch;
         let span = tracing::info_span!("epoch", job = %job_name, epoch, replay = input.replay);
-        async {
+        let result = async {
             // 1. Bad data.
             let mut dead_letters: Vec<(Arc<dyn Sink>, arrow::record_batch::RecordBatch)> = Vec::new();
             let now_micros = chrono::Utc::now().timestamp_micros();
@@ -323,10 +330,13 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
             let started_micros = now_micros;
             // An epoch without any range is the end-of-input epoch (see `flush_at_end`).
             let end_of_input = offsets.sources.values().all(|o| o.ranges.is_empty());
+            // Phase 1: the inserts over the sources, and the bad records' dead letters.
             let mut jobs = Vec::new();
-            for (idx, ins) in inserts.iter().enumerate() {
+            let mut owners = Vec::new();
+            for (idx, ins) in inserts.iter().enumerate().filter(|(_, i)| !i.reads_side_output) {
                 let info = EpochInfo { epoch, file_stem: file_stem(&job_name, ins.sink.name(), idx, &offsets), started_micros };
                 jobs.push(execute_insert(&ctx, ins, info, end_of_input));
+                owners.push(Some(idx));
             }
             for (idx, (sink, batch)) in dead_letters.into_iter().enumerate() {
                 let info = EpochInfo { epoch, file_stem: file_stem(&job_name, sink.name(), usize::MAX - idx, &offsets), started_micros };
@@ -335,13 +345,40 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
                     w.write(batch).await?;
                     Ok((sink, w.finish().await?, None))
                 }));
+                owners.push(None);
             }
-            let results = futures::future::try_join_all(jobs).await?;
+            let mut results: Vec<(Option<usize>, Staged)> = owners.into_iter().zip(futures::future::try_join_all(jobs).await?).collect();
             let mut staged: Vec<(Arc<dyn Sink>, Box<dyn StagedEpoch>)> = Vec::with_capacity(results.len());
+            // Side outputs (usage) hold what the queries above produced; they are staged
+            // only now, when those queries have finished, and fill the tables that read them.
+            for (idx, (sink, output)) in side_outputs.iter().enumerate() {
+                let batch = output.drain();
+                for (_, table) in side_tables.iter().filter(|(i, _)| *i == idx) {
+                    let rows: &[arrow::record_batch::RecordBatch] = batch.as_slice();
+                    table.set(rows).map_err(|e| PipelineError::Execution { sink: sink.name().to_string(), source: e })?;
+                }
+                if let Some(batch) = batch {
+                    let info = EpochInfo { epoch, file_stem: file_stem(&job_name, sink.name(), usize::MAX / 2 - idx, &offsets), started_micros };
+                    let mut w = sink.begin_epoch(&info).await?;
+                    w.write(batch).await?;
+                    staged.push((sink.clone(), w.finish().await?));
+                }
+            }
+            // Phase 2: the inserts over side outputs (windows over `usage`).
+            let mut jobs = Vec::new();
+            let mut owners = Vec::new();
+            for (idx, ins) in inserts.iter().enumerate().filter(|(_, i)| i.reads_side_output) {
+                let info = EpochInfo { epoch, file_stem: file_stem(&job_name, ins.sink.name(), idx, &offsets), started_micros };
+                jobs.push(execute_insert(&ctx, ins, info, end_of_input));
+                owners.push(Some(idx));
+            }
+            results.extend(owners.into_iter().zip(futures::future::try_join_all(jobs).await?));
+            for (_, table) in &side_tables {
+                table.clear().map_err(|e| PipelineError::Execution { sink: "-".into(), source: e })?;
+            }
             let mut window_deltas = Vec::new();
-            for (idx, (sink, st, delta)) in results.into_iter().enumerate() {
-                if let Some(mut delta) = delta {
-                    // Insert futures come first, in insert order.
+            for (owner, (sink, st, delta)) in results {
+                if let (Some(idx), Some(mut delta)) = (owner, delta) {
                     let w = inserts[idx].window.as_ref().expect("a delta comes from a window insert");
                     w.persist(&checkpoint, idx, epoch, &delta).await?;
                     // Late rows go to the source's dead letter in this epoch.
@@ -354,16 +391,6 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
                     window_deltas.push((idx, delta));
                 }
                 staged.push((sink, st));
-            }
-            // Side outputs (usage) hold what the queries above produced; they are staged
-            // only now, when every query of the epoch has finished.
-            for (idx, (sink, output)) in side_outputs.iter().enumerate() {
-                if let Some(batch) = output.drain() {
-                    let info = EpochInfo { epoch, file_stem: file_stem(&job_name, sink.name(), usize::MAX / 2 - idx, &offsets), started_micros };
-                    let mut w = sink.begin_epoch(&info).await?;
-                    w.write(batch).await?;
-                    staged.push((sink.clone(), w.finish().await?));
-                }
             }
             for (_, table, _, _) in &bindings {
                 table.clear().map_err(|e| PipelineError::Execution { sink: "-".into(), source: e })?;
@@ -447,7 +474,11 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
             Ok::<(), PipelineError>(())
         }
         .instrument(span)
-        .await?;
+        .await;
+        if let Err(e) = result {
+            flush_side_outputs(&job_name, epoch, &side_outputs).await;
+            return Err(e);
+        }
         if shutdown.is_triggered() {
             // The reader may already hold a prefetched epoch; it was never
             // logged, so dropping it loses nothing: the next run reads it again.
@@ -479,6 +510,44 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<RunSummary> {
         sinks: summary_sinks,
         elapsed_secs: started.elapsed().as_secs_f64(),
     })
+}
+
+/// An epoch failed: what its calls already produced in the side outputs that ask for it
+/// (the usage rows of model calls that were made, and paid for, before the failure) is
+/// published now, on its own, so the spend is on record although the epoch's rows are not. The re-run of the
+/// epoch records its own calls (cache hits for the answers the failed attempt got). Best
+/// effort: a failure here is logged, and the epoch's error is what the run reports.
+async fn flush_side_outputs(
+    job: &str,
+    epoch: u64,
+    side_outputs: &[(Arc<dyn Sink>, Arc<dyn crate::SideOutput>)],
+) {
+    let started_micros = chrono::Utc::now().timestamp_micros();
+    for (sink, output) in side_outputs {
+        let Some(batch) = output.drain() else {
+            continue;
+        };
+        if !output.publish_on_failure() {
+            continue;
+        }
+        let rows = batch.num_rows();
+        let info = EpochInfo {
+            epoch,
+            // Never the name of a committed epoch's object: the failed attempt's own.
+            file_stem: format!("failed-e{epoch}-{started_micros}-{}", sink.name()),
+            started_micros,
+        };
+        let published = async {
+            let mut w = sink.begin_epoch(&info).await?;
+            w.write(batch).await?;
+            w.finish().await?.publish().await
+        }
+        .await;
+        match published {
+            Ok(_) => tracing::warn!(job, epoch, sink = sink.name(), rows, "the epoch failed: published what its model calls recorded so far, so their spend is on record"),
+            Err(e) => tracing::error!(job, epoch, sink = sink.name(), rows, error = %e, "the epoch failed and its side output could not be published"),
+        }
+    }
 }
 
 type Staged = (

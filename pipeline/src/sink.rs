@@ -97,4 +97,11 @@ pub trait StagedEpoch: Send {
 pub trait SideOutput: Send + Sync + std::fmt::Debug {
     /// Everything collected since the last call, in the sink's schema; `None` when nothing.
     fn drain(&self) -> Option<RecordBatch>;
+
+    /// Whether what an epoch collected is still published when the epoch fails (usage:
+    /// the calls were made and paid for, whatever became of the epoch). Default: no, it
+    /// is dropped with the epoch, which its re-run produces again.
+    fn publish_on_failure(&self) -> bool {
+        false
+    }
 }

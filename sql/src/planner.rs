@@ -707,6 +707,19 @@ pub async fn plan_text(
     }
 
     // Inserts.
+    // The usage rows of the epoch, readable as the table `usage` by inserts that run after
+    // the others (windows over the job's own spend).
+    let usage_table = operators.usage.as_ref().map(|_| {
+        Arc::new(EpochTable::new(
+            strata_operators::models::usage::UsageLog::schema(),
+            partitions,
+        ))
+    });
+    if let Some(t) = &usage_table {
+        ctx.register_table("usage", t.clone())
+            .map_err(|e| df_err(file, Pos { line: 1, column: 1 }, e))?;
+    }
+    let mut reads_usage_any = false;
     let mut bindings = Vec::new();
     let mut sink_infos: Vec<TableInfo> = Vec::new();
     let mut sinks_by_name: BTreeMap<String, Arc<dyn strata_pipeline::Sink>> = BTreeMap::new();
@@ -783,7 +796,15 @@ pub async fn plan_text(
             None => plan,
         };
         let (plan, window) = match split_window(
-            file, ins, &plan, &tables, &sources, &bounded, lateness, partitions,
+            file,
+            ins,
+            &plan,
+            &tables,
+            &sources,
+            &bounded,
+            usage_table.is_some(),
+            lateness,
+            partitions,
         )? {
             Some((output, window)) => (output, Some(window)),
             None => {
@@ -864,9 +885,42 @@ pub async fn plan_text(
                 list.push(p);
             }
         }
+        let mut reads_usage = false;
+        let mut calls_models = false;
+        plan.apply(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                reads_usage |= usage_table.is_some() && scan.table_name.table() == "usage";
+            }
+            node.apply_expressions(|e| {
+                e.apply(|e| {
+                    if let Expr::ScalarFunction(f) = e {
+                        calls_models |=
+                            strata_operators::registry::tenant_variant(f.name(), &operators)
+                                .is_some();
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                })
+            })
+        })
+        .map_err(|e| df_err(file, ins.query_pos, e))?;
+        if let Some(w) = &window {
+            w.input
+                .apply(|node| {
+                    if let LogicalPlan::TableScan(scan) = node {
+                        reads_usage |= usage_table.is_some() && scan.table_name.table() == "usage";
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                })
+                .map_err(|e| df_err(file, ins.query_pos, e))?;
+        }
+        if reads_usage && calls_models {
+            return Err(ins.query_pos.error(file, "a query over the usage table cannot call models itself (its calls would be usage of the same epoch): read usage in its own INSERT"));
+        }
+        reads_usage_any |= reads_usage;
         bindings.push(InsertBinding {
             sink,
             plan,
+            reads_side_output: reads_usage,
             window: window.map(Arc::new),
         });
     }
@@ -887,6 +941,7 @@ pub async fn plan_text(
         Arc<dyn strata_pipeline::Sink>,
         Arc<dyn strata_pipeline::SideOutput>,
     )> = Vec::new();
+    let mut side_tables: Vec<(usize, Arc<EpochTable>)> = Vec::new();
     // Rows whose model call failed for good, with `job.on_model_error = 'dead_letter'`: to
     // the dead letter of the job's source, in the epoch that read them.
     if let Some(failed) = &operators.failed_calls {
@@ -942,6 +997,9 @@ pub async fn plan_text(
             ],
             schema,
         });
+        if let (Some(t), true) = (&usage_table, reads_usage_any) {
+            side_tables.push((side_outputs.len(), t.clone()));
+        }
         side_outputs.push((sink, log.clone()));
     }
 
@@ -980,6 +1038,7 @@ pub async fn plan_text(
         limits,
         progress_bar: opts.progress_bar,
         side_outputs,
+        side_tables,
     };
     let estimate = match estimate_plans {
         Some((estimates, plans)) if !plans.is_empty() && all_bounded => {
@@ -1148,6 +1207,7 @@ fn split_window(
     tables: &[TableDef],
     sources: &[SourceBinding],
     bounded: &BTreeMap<String, bool>,
+    usage_builtin: bool,
     lateness_micros: i64,
     partitions: usize,
 ) -> Result<Option<WindowSplit>> {
@@ -1224,31 +1284,47 @@ fn split_window(
     let state_schema: SchemaRef = Arc::new(input.schema().as_arrow().clone());
     let state_table = Arc::new(EpochTable::new(state_schema, partitions));
 
-    // The watermark of the source.
-    let source = tables
+    // The watermark of the source. The built-in `usage` table's watermark is its largest
+    // `ts`: an epoch's calls all start after the previous epoch's, so none is ever late.
+    let declared = tables
         .iter()
-        .find(|t| t.name.eq_ignore_ascii_case(table.table()))
-        .ok_or_else(|| {
-            err(format!(
-                "window aggregates read a source table directly; '{table}' is not one"
-            ))
-        })?;
-    let delay = match &source.watermark {
-        Some(wm) => {
-            if !wm.column.eq_ignore_ascii_case(&time.name) {
-                return Err(wm.pos.error(file, format!("the window is over '{}' but the watermark of '{}' is on '{}': window the watermark column", time.name, source.name, wm.column)));
+        .find(|t| t.name.eq_ignore_ascii_case(table.table()));
+    let (source_name, delay) = match declared {
+        None if usage_builtin && table.table().eq_ignore_ascii_case("usage") => {
+            if !time.name.eq_ignore_ascii_case("ts") {
+                return Err(err(format!(
+                    "windows over usage are over its event time: {}(ts, ...), not '{}'",
+                    tumble.name(),
+                    time.name
+                )));
             }
-            Some(watermark_delay(file, wm)?)
-        }
-        None if bounded
-            .get(&source.name.to_ascii_lowercase())
-            .copied()
-            .unwrap_or(false) =>
-        {
-            None
+            ("usage".to_string(), Some(0))
         }
         None => {
-            return Err(source.pos.error(file, format!("GROUP BY {}(...) over the unbounded source '{}' needs a watermark to know when a window is complete: declare WATERMARK FOR {} AS {} - INTERVAL '5' SECOND in its column list", tumble.name(), source.name, time.name, time.name)))
+            return Err(err(format!(
+                "window aggregates read a source table directly; '{table}' is not one"
+            )))
+        }
+        Some(source) => {
+            let delay = match &source.watermark {
+                Some(wm) => {
+                    if !wm.column.eq_ignore_ascii_case(&time.name) {
+                        return Err(wm.pos.error(file, format!("the window is over '{}' but the watermark of '{}' is on '{}': window the watermark column", time.name, source.name, wm.column)));
+                    }
+                    Some(watermark_delay(file, wm)?)
+                }
+                None if bounded
+                    .get(&source.name.to_ascii_lowercase())
+                    .copied()
+                    .unwrap_or(false) =>
+                {
+                    None
+                }
+                None => {
+                    return Err(source.pos.error(file, format!("GROUP BY {}(...) over the unbounded source '{}' needs a watermark to know when a window is complete: declare WATERMARK FOR {} AS {} - INTERVAL '5' SECOND in its column list", tumble.name(), source.name, time.name, time.name)))
+                }
+            };
+            (source.name.clone(), delay)
         }
     };
 
@@ -1287,12 +1363,12 @@ fn split_window(
         .data;
     let dead_letter = sources
         .iter()
-        .find(|s| s.name.eq_ignore_ascii_case(&source.name))
+        .find(|s| s.name.eq_ignore_ascii_case(&source_name))
         .and_then(|s| s.dead_letter.clone())
         .filter(|dl| {
             dl.schema().fields() == strata_pipeline::bad_data::dead_letter_schema().fields()
         })
-        .map(|dl| (source.name.clone(), dl));
+        .map(|dl| (source_name.clone(), dl));
     let binding = strata_pipeline::WindowBinding::new(
         input,
         state_table,

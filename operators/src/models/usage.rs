@@ -244,6 +244,12 @@ impl strata_pipeline::SideOutput for UsageLog {
     fn drain(&self) -> Option<RecordBatch> {
         self.take_batch()
     }
+
+    /// Every attempt is on record, also those of an epoch that then failed (a budget stop,
+    /// a row that failed the job): they were made and paid for.
+    fn publish_on_failure(&self) -> bool {
+        true
+    }
 }
 
 /// Identity of the model a usage row is about.
