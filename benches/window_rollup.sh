@@ -24,7 +24,7 @@ py_env bench duckdb
 
 # Usage rows in the schema `SET usage.path` writes, one file per slice of time (sorted by
 # ts, as a usage stream is), ~1.6 s apart: 10M rows cover ~6 months of hours.
-if [ ! -s "$dir/usage/part-$((FILES - 1)).parquet" ]; then
+if [ ! -s "$dir/usage/.complete" ]; then
     log "generating $ROWS usage rows in $FILES Parquet files -> $dir/usage"
     rm -rf "$dir/usage"; mkdir -p "$dir/usage"
     "$PY" - "$ROWS" "$FILES" "$dir/usage" <<'PY'
@@ -56,15 +56,18 @@ for f in range(files):
         0::BIGINT AS cache_read_tokens,
         0::BIGINT AS cache_write_tokens,
         (40 + hash(i * 5) % 2400)::BIGINT AS latency_ms,
-        ((200 + hash(i) % 1600) * 8 + (hash(i * 3) % 160) * 40)::DECIMAL(38, 10) / 10000000 AS cost_usd,
+        -- An integer number of 1e-7 USD, exact as DECIMAL(38, 10) (a DECIMAL division
+        -- would give a DOUBLE).
+        CAST(((200 + hash(i) % 1600) * 8 + (hash(i * 3) % 160) * 40) / 10000000.0 AS DECIMAL(38, 10)) AS cost_usd,
         NULL::VARCHAR AS guardrail_action
       FROM range({lo}, {hi}) t(i)
       ORDER BY ts
     ) TO '{out}/part-{f}.parquet' (FORMAT parquet, COMPRESSION zstd)
     """)
 PY
+    touch "$dir/usage/.complete"
 fi
-bytes=$(du -sb "$dir/usage" | cut -f1)
+bytes=$(cat "$dir"/usage/*.parquet | wc -c)
 out="$dir/out"
 rm -rf "$out"; mkdir -p "$out"
 command -v time >/dev/null 2>&1 || [ -x /usr/bin/time ] || die "GNU time is needed for peak memory: apt-get install time"
