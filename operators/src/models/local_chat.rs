@@ -339,15 +339,31 @@ impl Llama {
         let norm = tensor("output_norm.weight")?
             .dequantize(device)
             .map_err(err)?;
-        let output = match tensor("output.weight") {
-            Ok(t) => t,
-            Err(_) => embed_q, // tied embeddings
+        // On the CPU every matrix is dequantized to f32 once, at load: candle's CPU kernels
+        // for Q4_1 are scalar (`vec_dot_unopt`, 84% of a profile), and its repacked AVX2
+        // path needs Q4_K with a multiple of 256 inputs, which SmolLM2's 576-wide layers are
+        // not. f32 matmuls dispatch AVX2/FMA at run time, and a decode step is then bound by
+        // reading the weights once, which is exactly what batching shares between sequences.
+        // (The values are the GGUF's own: dequantization is exact.) On CUDA the quantized
+        // kernels run as they are.
+        let cpu = device.is_cpu();
+        let matmul = |t: candle_core::quantized::QTensor| -> std::result::Result<QMatMul, String> {
+            if cpu {
+                Ok(QMatMul::Tensor(t.dequantize(device).map_err(err)?))
+            } else {
+                QMatMul::from_qtensor(t).map_err(err)
+            }
         };
-        let output = QMatMul::from_qtensor(output).map_err(err)?;
+        let output = match tensor("output.weight") {
+            Ok(t) => matmul(t)?,
+            // Tied embeddings: the f32 table serves both ends.
+            Err(_) if cpu => QMatMul::Tensor(embed.clone()),
+            Err(_) => matmul(embed_q)?,
+        };
         let mut blocks = Vec::with_capacity(n_layer);
         for i in 0..n_layer {
             let mut q = |n: &str| -> std::result::Result<QMatMul, String> {
-                QMatMul::from_qtensor(tensor(&format!("blk.{i}.{n}.weight"))?).map_err(err)
+                matmul(tensor(&format!("blk.{i}.{n}.weight"))?)
             };
             let (wq, wk, wv, wo) = (q("attn_q")?, q("attn_k")?, q("attn_v")?, q("attn_output")?);
             let (gate, up, down) = (q("ffn_gate")?, q("ffn_up")?, q("ffn_down")?);
@@ -608,11 +624,47 @@ struct Queue {
     looping: bool,
 }
 
+/// A model file's weights and tokenizer, shared by every engine of the process that loads
+/// the same file onto the same device.
+struct Weights {
+    model: Llama,
+    tokenizer: ChatTokenizer,
+}
+
+impl Weights {
+    /// The weights of `gguf` on `device`: loaded once per process while any engine holds
+    /// them (a job that declares two models over one file holds one copy).
+    fn shared(gguf: &Path, device: &Device) -> std::result::Result<Arc<Weights>, String> {
+        type Loaded = std::collections::HashMap<(PathBuf, String), std::sync::Weak<Weights>>;
+        static LOADED: std::sync::OnceLock<Mutex<Loaded>> = std::sync::OnceLock::new();
+        let key = (
+            gguf.canonicalize().unwrap_or_else(|_| gguf.to_path_buf()),
+            format!("{:?}", device.location()),
+        );
+        let mut loaded = LOADED
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = loaded.get(&key).and_then(std::sync::Weak::upgrade) {
+            return Ok(w);
+        }
+        let file = File::open(gguf).map_err(|e| e.to_string())?;
+        let mut reader = BufReader::new(file);
+        let content =
+            gguf_file::Content::read(&mut reader).map_err(|e| format!("not a GGUF file: {e}"))?;
+        let tokenizer = ChatTokenizer::from_gguf(gguf, &content)?;
+        let model = Llama::load(&content, &mut reader, device)?;
+        let w = Arc::new(Weights { model, tokenizer });
+        loaded.retain(|_, w| w.strong_count() > 0);
+        loaded.insert(key, Arc::downgrade(&w));
+        Ok(w)
+    }
+}
+
 /// A loaded chat model and its continuous-batching engine.
 pub struct ChatEngine {
     id: String,
-    model: Llama,
-    tokenizer: ChatTokenizer,
+    weights: Arc<Weights>,
     max_batch: usize,
     seed: u64,
     queue: Mutex<Queue>,
@@ -626,8 +678,8 @@ impl std::fmt::Debug for ChatEngine {
         f.debug_struct("ChatEngine")
             .field("id", &self.id)
             .field("max_batch", &self.max_batch)
-            .field("context", &self.model.context)
-            .field("device", &self.model.device)
+            .field("context", &self.weights.model.context)
+            .field("device", &self.weights.model.device)
             .finish()
     }
 }
@@ -652,12 +704,7 @@ impl ChatEngine {
                 gguf.display()
             ),
         };
-        let file = File::open(gguf).map_err(|e| fail(e.to_string()))?;
-        let mut reader = BufReader::new(file);
-        let content = gguf_file::Content::read(&mut reader)
-            .map_err(|e| fail(format!("not a GGUF file: {e}")))?;
-        let tokenizer = ChatTokenizer::from_gguf(gguf, &content).map_err(&fail)?;
-        let model = Llama::load(&content, &mut reader, &device).map_err(&fail)?;
+        let weights = Weights::shared(gguf, &device).map_err(fail)?;
         let id = gguf
             .parent()
             .and_then(|d| d.file_name())
@@ -665,8 +712,7 @@ impl ChatEngine {
             .unwrap_or_else(|| alias.to_string());
         Ok(Self {
             id,
-            model,
-            tokenizer,
+            weights,
             max_batch,
             seed,
             queue: Mutex::default(),
@@ -682,7 +728,7 @@ impl ChatEngine {
 
     /// The tokenizer.
     pub fn tokenizer(&self) -> &ChatTokenizer {
-        &self.tokenizer
+        &self.weights.tokenizer
     }
 
     /// Sequences decoded together at most (`max_batch`).
@@ -702,16 +748,17 @@ impl ChatEngine {
         request: &ChatRequest,
     ) -> std::result::Result<Generated, String> {
         let prompt = self
+            .weights
             .tokenizer
             .chat_prompt(request.system.as_deref(), &request.prompt)
             .map_err(|e| e.to_string())?;
         let max_tokens = request.max_tokens as usize;
-        if prompt.len() + max_tokens > self.model.context {
+        if prompt.len() + max_tokens > self.weights.model.context {
             return Err(format!(
                 "the prompt is {} tokens; with max_tokens = {max_tokens} that passes the \
                  model's context of {} tokens: shorten the input or lower max_tokens",
                 prompt.len(),
-                self.model.context
+                self.weights.model.context
             ));
         }
         let (reply, rx) = oneshot::channel();
@@ -755,7 +802,7 @@ impl ChatEngine {
                                 )
                             });
                             joining.push(Running {
-                                cache: self.model.new_cache(),
+                                cache: self.weights.model.new_cache(),
                                 generated: Vec::new(),
                                 sampler,
                                 pending: p,
@@ -797,7 +844,8 @@ impl ChatEngine {
                         }
                     })
                     .collect();
-                self.model
+                self.weights
+                    .model
                     .forward(&mut segs)
                     .and_then(|logits| self.sample(&mut running, &logits))
             };
@@ -826,8 +874,10 @@ impl ChatEngine {
             let mut kept = Vec::with_capacity(running.len());
             for (mut r, tok) in running.drain(..).zip(next) {
                 r.generated.push(tok);
-                let full = r.pending.prompt.len() + r.generated.len() >= self.model.context;
-                if self.tokenizer.is_stop(tok) || r.generated.len() >= r.pending.max_tokens || full
+                let full = r.pending.prompt.len() + r.generated.len() >= self.weights.model.context;
+                if self.weights.tokenizer.is_stop(tok)
+                    || r.generated.len() >= r.pending.max_tokens
+                    || full
                 {
                     self.finish(r);
                 } else {
@@ -857,9 +907,10 @@ impl ChatEngine {
             .generated
             .iter()
             .copied()
-            .filter(|t| !self.tokenizer.is_stop(*t))
+            .filter(|t| !self.weights.tokenizer.is_stop(*t))
             .collect();
         let out = self
+            .weights
             .tokenizer
             .decode(&text_ids)
             .map(|text| Generated {
