@@ -2,28 +2,26 @@
 -- response cache (a rerun pays nothing for documents already summarized), a cost budget
 -- and NULL (counted) for a document the model keeps refusing.
 --
--- The model is any OpenAI-compatible chat endpoint: vLLM, llama.cpp server, Ollama, OpenAI.
---   strata run jobs/bulk_summarize.sql --var LLM_ENDPOINT=http://localhost:11434/v1 --var LLM_MODEL=llama3.2
+-- By default the model runs in-process: SmolLM2-135M-Instruct on the CPU (provider 'local';
+-- scripts/fetch_models.sh fetches it into ./models), decoding up to 16 documents together.
+--   strata run jobs/bulk_summarize.sql
 --   strata run jobs/bulk_summarize.sql --var DATA='s3://bucket/docs/*.jsonl' --var OUT=s3://bucket/summaries
--- With OpenAI itself, add --var LLM_ENDPOINT=https://api.openai.com/v1 and an api_key_env
--- option naming the variable that holds the key.
+-- Any other model: --var LLM replaces the provider options. An OpenAI-compatible endpoint
+-- (vLLM, llama.cpp server, Ollama, OpenAI with an api_key_env option) or Bedrock:
+--   strata run jobs/bulk_summarize.sql --var LLM="provider = 'openai', endpoint = 'http://localhost:11434/v1', model = 'llama3.2', 'price.input_per_1m' = '0.15', 'price.output_per_1m' = '0.60'"
+--   strata run jobs/bulk_summarize.sql --var LLM="provider = 'bedrock', model = 'amazon.nova-micro-v1:0', region = 'us-east-1'"
 SET job.name = 'bulk_summarize';
 SET job.on_model_error = 'null';
 SET job.max_cost_usd = '${MAX_COST_USD:-5}';
 SET cache.path = '${OUT:-out}/cache/bulk_summarize/';
 
 CREATE MODEL llm WITH (
-    provider                      = 'openai',
-    task                          = 'chat',
-    endpoint                      = '${LLM_ENDPOINT:-http://127.0.0.1:8000/v1}',
-    model                         = '${LLM_MODEL:-SmolLM2-135M-Instruct}',
-    system                        = 'You summarize internal documents for an operations team.',
-    max_tokens                    = '256',
-    temperature                   = '0',
-    max_concurrency               = '16',
-    'limits.requests_per_minute'  = '${LLM_RPM:-3000}',
-    'price.input_per_1m'          = '${PRICE_IN:-0.15}',
-    'price.output_per_1m'         = '${PRICE_OUT:-0.60}'
+    task            = 'chat',
+    system          = 'You summarize internal documents for an operations team.',
+    max_tokens      = '256',
+    temperature     = '0',
+    max_concurrency = '16',
+    ${LLM:-provider = 'local', path = 'SmolLM2-135M-Instruct', max_batch = '16', 'price.input_per_1m' = '0', 'price.output_per_1m' = '0'}
 );
 
 CREATE TABLE docs (

@@ -588,3 +588,72 @@ async fn a_prices_file_prices_models_without_price_options() {
         bad.stderr
     );
 }
+
+/// `jobs/bulk_summarize.sql` as shipped, with no `--var LLM`: its model is the local
+/// SmolLM2-135M-Instruct (`provider = 'local'`), so a few short documents are summarized end
+/// to end in the `strata` process, with no endpoint anywhere. Fails when the model has not
+/// been fetched (scripts/fetch_models.sh).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_summarize_runs_on_the_local_model_by_default() {
+    let gguf = models_dir().join("SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        gguf.is_file(),
+        "{} is missing: run scripts/fetch_models.sh",
+        gguf.display()
+    );
+    let dir = tempdir();
+    let data = dir.path().join("docs.jsonl");
+    let docs = [
+        (
+            "d1",
+            "acme",
+            "The night shift restarted the billing service twice after memory alarms.",
+        ),
+        (
+            "d2",
+            "globex",
+            "Quarterly revenue rose 12 percent while support tickets fell by a third.",
+        ),
+        (
+            "d3",
+            "acme",
+            "The new warehouse in Lyon opens in March with forty staff and two docks.",
+        ),
+    ];
+    write_jsonl(
+        &data,
+        docs.iter().map(
+            |(id, tenant, body)| json!({"doc_id": id, "tenant": tenant, "title": id, "body": body}),
+        ),
+    );
+    let out = dir.path().join("out");
+    let job = repo().join("jobs/bulk_summarize.sql");
+    let args = [
+        "run".to_string(),
+        s(&job).to_string(),
+        "--var".into(),
+        format!("DATA={}", s(&data)),
+        "--var".into(),
+        format!("OUT={}", s(&out)),
+        "--checkpoint".into(),
+        s(&dir.path().join("ckpt")).to_string(),
+    ];
+    let d = dir.path().to_path_buf();
+    let res = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        strata(&d, &args)
+    })
+    .await
+    .unwrap();
+    let summary = res.summary("bulk_summarize on the local model");
+    assert_eq!(summary.sinks["summaries"].rows, docs.len() as u64);
+    let rows = table_rows(&out.join("summaries"));
+    assert_eq!(rows.len(), docs.len());
+    for r in &rows {
+        let text = r["summary"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no summary: {r:?}"));
+        assert!(!text.trim().is_empty(), "{r:?}");
+        assert!(!text.contains("<|im_end|>"), "{r:?}");
+    }
+}

@@ -10,8 +10,9 @@
 //! root; `--var OUT=<tmp>/out` sends every output to the temporary directory.
 //! A variable the job uses without a default (other than `OUT`) fails the case:
 //! example jobs must run as they are. Jobs that call a chat model through
-//! `${LLM_ENDPOINT}` get the fake OpenAI-compatible endpoint of
-//! `operators/tests/common/fake_endpoints.rs` (deterministic answers).
+//! `${LLM_ENDPOINT}`, or take their model's provider options from `${LLM}`, get the fake
+//! OpenAI-compatible endpoint of `operators/tests/common/fake_endpoints.rs` (deterministic
+//! answers).
 //!
 //! Regenerate the golden files after an intended change with
 //!
@@ -145,6 +146,20 @@ fn var_args(job: &Path, out: &Path) -> Result<Vec<String>, Failed> {
         .any(|(name, _)| name == "LLM_ENDPOINT")
     {
         args.extend(["--var".into(), format!("LLM_ENDPOINT={}", *FAKE_LLM)]);
+    }
+    // Jobs whose chat model takes its provider options from `${LLM}` (local by default) run
+    // against the fake endpoint too: the golden files hold its deterministic answers
+    // (tests/ai.rs runs the local model end to end).
+    if job_vars(&text).iter().any(|(name, _)| name == "LLM") {
+        args.extend([
+            "--var".into(),
+            format!(
+                "LLM=provider = 'openai', endpoint = '{}', model = 'SmolLM2-135M-Instruct', \
+                 'limits.requests_per_minute' = '3000', 'price.input_per_1m' = '0.15', \
+                 'price.output_per_1m' = '0.60'",
+                *FAKE_LLM
+            ),
+        ]);
     }
     Ok(args)
 }
