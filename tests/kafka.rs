@@ -626,3 +626,89 @@ fn compose_stack_runs_a_valid_job() {
     o.expect_code(0, "explain deploy/kafka_to_parquet.sql");
     assert!(o.stdout.contains("kafka"), "{}", o.stdout);
 }
+
+/// `GET /metrics` from the Prometheus endpoint of a running `strata run`.
+fn scrape(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// Sum of `strata_kafka_consumer_lag` over the partitions of `topic`; `None` before the
+/// first report.
+fn lag_of(metrics: &str, topic: &str) -> Option<f64> {
+    let needle = format!("topic=\"{topic}\"");
+    let values: Vec<f64> = metrics
+        .lines()
+        .filter(|l| l.starts_with("strata_kafka_consumer_lag{") && l.contains(&needle))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+#[test]
+fn consumer_lag_metric_counts_what_is_not_yet_committed_and_falls_to_zero() {
+    let topic = unique("lag");
+    create_topic(&topic, 2);
+    let n = 5_000;
+    produce_docs(&topic, 2, 0, n);
+    let dir = tempdir();
+    let out = dir.path().join("out");
+    let text = format!(
+        "SET job.name = 'lag';\n\
+         SET epoch.max_rows = '100';\n\
+         CREATE TABLE src (id BIGINT NOT NULL, body TEXT)\n\
+         WITH (connector = 'kafka', bootstrap_servers = '{bs}', topic = '{topic}', group_id = '{group}',\n\
+               'scan.startup.mode' = 'earliest');\n\
+         CREATE TABLE out WITH (connector = 'parquet', path = '{out}/');\n\
+         INSERT INTO out SELECT id, body FROM src;\n",
+        bs = bootstrap(),
+        group = unique("lag-group"),
+        out = s(&out),
+    );
+    let job = write_job(dir.path(), "lag.sql", &text);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut cmd = strata_cmd(dir.path());
+    cmd.args(["run", s(&job), "--metrics-addr", &addr])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.path().join("lag.stdout")).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("lag.stderr")).unwrap());
+    let mut child = cmd.spawn().expect("start strata run");
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    let result = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Err(format!("the unbounded run exited ({status})"));
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            break Err(format!("no zero lag within 90 s; samples {samples:?}"));
+        }
+        if let Some(lag) = scrape(&addr).and_then(|m| lag_of(&m, &topic)) {
+            samples.push(lag);
+            if lag == 0.0 && samples.iter().any(|l| *l > 0.0) {
+                break Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(e) = result {
+        panic!("{e}\n{}", logs(dir.path(), "lag"));
+    }
+    // While the job caught up the lag was reported above zero and never above the backlog
+    // (librdkafka reports a partition from its first committed offset on, so the sum over
+    // partitions is not monotonic), and it ends at zero once every message is committed.
+    assert!(samples.iter().all(|l| *l <= n as f64), "{samples:?}");
+    assert_eq!(samples.last(), Some(&0.0));
+}

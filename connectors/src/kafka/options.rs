@@ -391,7 +391,9 @@ impl KafkaSourceOptions {
             .set("max.partition.fetch.bytes", "8388608")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            .set("topic.metadata.refresh.interval.ms", "5000");
+            .set("topic.metadata.refresh.interval.ms", "5000")
+            // Per-partition consumer lag for strata_kafka_consumer_lag.
+            .set("statistics.interval.ms", "1000");
         for (k, v) in &self.properties {
             c.set(k, v);
         }

@@ -119,9 +119,33 @@ impl Shared {
 /// The consumer's context: rebalance handling.
 pub struct GroupContext {
     shared: Arc<Shared>,
+    /// The source's table name, for metrics.
+    source: String,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`, served by the consumer's
+    /// polls): `strata_kafka_consumer_lag{source,topic,partition}` is its `consumer_lag`,
+    /// the messages between a partition's high watermark and the group's committed offset,
+    /// which strata commits only once an epoch's files are published: the messages not yet
+    /// durably in the job's output. Reported for the partitions this worker fetches.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition < 0 || p.consumer_lag < 0 {
+                    continue;
+                }
+                metrics::gauge!(
+                    "strata_kafka_consumer_lag",
+                    "source" => self.source.clone(),
+                    "topic" => topic.clone(),
+                    "partition" => partition.to_string(),
+                )
+                .set(p.consumer_lag as f64);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn rebalance(&self, c: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
@@ -432,7 +456,10 @@ impl Source for KafkaSource {
         let name = self.name.clone();
         let consumer: BaseConsumer<GroupContext> = options
             .consumer_config()
-            .create_with_context(GroupContext { shared })
+            .create_with_context(GroupContext {
+                shared,
+                source: name.clone(),
+            })
             .map_err(|e| self.err(format!("cannot create the Kafka consumer: {e}")))?;
         let consumer = Arc::new(consumer);
         let c = consumer.clone();
