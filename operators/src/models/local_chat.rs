@@ -10,8 +10,8 @@
 //! - the **chat template**: ChatML, checked against `tokenizer.chat_template` (whose default
 //!   system prompt is used when the model has no `system` option). Control tokens are
 //!   inserted by id, never parsed out of the user's text, so a prompt cannot forge a turn;
-//! - the **weights and forward pass**: candle's quantized matmuls ([`QMatMul`]) over the GGUF
-//!   tensors. The forward pass is written here rather than taken from
+//! - the **weights and forward pass**: the GGUF tensors as candle [`QMatMul`]s (dequantized
+//!   to f32 on the CPU, see `Llama::load`; quantized kernels on CUDA). The forward pass is written here rather than taken from
 //!   `candle_transformers::models::quantized_llama` because that model keeps one KV cache
 //!   inside the model for one batch with one shared position: it cannot decode sequences of
 //!   different lengths together, nor let sequences join and leave between steps;
@@ -774,7 +774,18 @@ impl ChatEngine {
         };
         if start {
             let engine = Arc::clone(self);
-            self.executor.spawn(move || engine.decode_loop());
+            self.executor.spawn(move || {
+                // A panic must not take the pool down with it (rayon aborts on a panic in a
+                // spawned job): the loop's sequences are dropped while unwinding, so their
+                // callers get an error, and the queue is failed and reopened here.
+                let run = std::panic::AssertUnwindSafe(|| engine.decode_loop());
+                if std::panic::catch_unwind(run).is_err() {
+                    tracing::error!(model = %engine.id, "local chat decode loop panicked");
+                    let mut q = engine.queue.lock().unwrap_or_else(|p| p.into_inner());
+                    q.waiting.clear();
+                    q.looping = false;
+                }
+            });
         }
         rx.await.map_err(|_| {
             "the local decode loop stopped (a forward pass panicked); see the log".to_string()
@@ -813,6 +824,7 @@ impl ChatEngine {
                 }
                 if running.is_empty() && joining.is_empty() {
                     q.looping = false;
+                    metrics::gauge!("strata_local_chat_sequences_in_flight", &labels).set(0.0);
                     return;
                 }
             }
