@@ -798,11 +798,14 @@ impl ChatEngine {
         let labels = [("model", self.id.clone())];
         let mut running: Vec<Running> = Vec::new();
         loop {
+            // A caller that went away (its query was cancelled) frees its place.
+            running.retain(|r| !r.pending.reply.is_closed());
             let mut joining: Vec<Running> = Vec::new();
             {
                 let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
                 while running.len() + joining.len() < self.max_batch {
                     match q.waiting.pop_front() {
+                        Some(p) if p.reply.is_closed() => continue,
                         Some(p) => {
                             let sampler = p.temperature.map(|t| {
                                 LogitsProcessor::from_sampling(
