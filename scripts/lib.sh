@@ -69,6 +69,7 @@ build_release() {
     log "building strata and the benchmark examples (release)"
     cargo build --release --quiet -p strata --bin strata \
         -p strata-operators --example embed_bench --example chunk_throughput \
-        --example chat_limits_bench
+        --example chat_limits_bench \
+        -p strata-connectors --example kafka_bench
     RELEASE_DIR="${CARGO_TARGET_DIR:-target}/release"
 }
