@@ -9,7 +9,7 @@
 -- Any other model: --var LLM replaces the provider options. An OpenAI-compatible endpoint
 -- (vLLM, llama.cpp server, Ollama, OpenAI with an api_key_env option) or Bedrock:
 --   strata run jobs/bulk_summarize.sql --var LLM="provider = 'openai', endpoint = 'http://localhost:11434/v1', model = 'llama3.2', 'price.input_per_1m' = '0.15', 'price.output_per_1m' = '0.60'"
---   strata run jobs/bulk_summarize.sql --var LLM="provider = 'bedrock', model = 'amazon.nova-micro-v1:0', region = 'us-east-1'"
+--   strata run jobs/bulk_summarize.sql --var LLM="provider = 'bedrock', model_id = 'amazon.nova-micro-v1:0', region = 'us-east-1'"
 SET job.name = 'bulk_summarize';
 SET job.on_model_error = 'null';
 SET job.max_cost_usd = '${MAX_COST_USD:-5}';
