@@ -7,6 +7,8 @@
 //! process, so tests run in parallel against one broker.
 
 mod common;
+#[path = "../operators/tests/common/fake_endpoints.rs"]
+mod fake_endpoints;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -655,18 +657,26 @@ fn lag_of(metrics: &str, topic: &str) -> Option<f64> {
 fn consumer_lag_metric_counts_what_is_not_yet_committed_and_falls_to_zero() {
     let topic = unique("lag");
     create_topic(&topic, 2);
-    let n = 5_000;
+    let n = 300;
     produce_docs(&topic, 2, 0, n);
+    // Each row asks a model that answers in 30 ms, one call at a time: an epoch of 100 rows
+    // takes about 3 s, several of librdkafka's 1 s statistics intervals, so the lag of the
+    // rows not yet committed is reported before it falls to zero.
+    let rt = rt();
+    let fake = rt.block_on(fake_endpoints::FakeEndpoint::start());
+    fake.set_latency(Duration::from_millis(30));
     let dir = tempdir();
     let out = dir.path().join("out");
     let text = format!(
         "SET job.name = 'lag';\n\
          SET epoch.max_rows = '100';\n\
+         CREATE MODEL llm WITH (provider = 'openai', task = 'chat', endpoint = '{url}', model = 'fake-chat', max_concurrency = '1');\n\
          CREATE TABLE src (id BIGINT NOT NULL, body TEXT)\n\
          WITH (connector = 'kafka', bootstrap_servers = '{bs}', topic = '{topic}', group_id = '{group}',\n\
                'scan.startup.mode' = 'earliest');\n\
          CREATE TABLE out WITH (connector = 'parquet', path = '{out}/');\n\
-         INSERT INTO out SELECT id, body FROM src;\n",
+         INSERT INTO out SELECT id, ai_complete('llm', body) AS answer FROM src;\n",
+        url = fake.openai_url(),
         bs = bootstrap(),
         group = unique("lag-group"),
         out = s(&out),
@@ -711,4 +721,5 @@ fn consumer_lag_metric_counts_what_is_not_yet_committed_and_falls_to_zero() {
     // partitions is not monotonic), and it ends at zero once every message is committed.
     assert!(samples.iter().all(|l| *l <= n as f64), "{samples:?}");
     assert_eq!(samples.last(), Some(&0.0));
+    drop(rt);
 }
