@@ -80,7 +80,10 @@ fn produce(bootstrap: &str, topic: &str, n: u64, bytes: usize) {
     }
     producer.flush(Duration::from_secs(120)).expect("flush");
     let secs = started.elapsed().as_secs_f64();
-    eprintln!("produced {n} messages in {secs:.1} s ({:.0}/s)", n as f64 / secs);
+    eprintln!(
+        "produced {n} messages in {secs:.1} s ({:.0}/s)",
+        n as f64 / secs
+    );
 }
 
 fn consume(bootstrap: &str, topic: &str, n: u64) {
