@@ -387,6 +387,44 @@ impl Provider for LocalEmbedProvider {
     }
 }
 
+/// The `device` option of a local model (`auto`, `cpu`, `cuda:N`; default `auto`), opened.
+pub(super) fn take_device(opts: &mut ModelOptions) -> Result<Device> {
+    let spec = match opts.take("device") {
+        None => DeviceSpec::Auto,
+        Some(v) => DeviceSpec::parse(&v).ok_or_else(|| {
+            opts.error(
+                "device",
+                format!("must be 'auto', 'cpu' or 'cuda:N', got '{v}'"),
+            )
+        })?,
+    };
+    spec.device().map_err(|m| opts.error("device", m))
+}
+
+/// The client stack of a local model: the same layers and usage rows as a remote one, with
+/// one attempt (a failed forward pass is not transient) and no rate limit.
+pub(super) fn local_stack<P: Provider>(
+    alias: &str,
+    model_id: String,
+    provider: P,
+    observer: Observer,
+) -> ClientStack<P> {
+    let identity = ModelIdentity {
+        name: alias.to_ascii_lowercase(),
+        provider: "local",
+        model_id,
+    };
+    let config = StackConfig {
+        retry: RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        },
+        observer,
+        ..StackConfig::default()
+    };
+    ClientStack::new(identity, provider, config)
+}
+
 /// Resolve a model `path` option: absolute as is; relative under the models directory,
 /// else from the working directory.
 pub fn resolve_model_dir(models_dir: &Path, path: &str) -> PathBuf {
@@ -420,16 +458,7 @@ impl LocalEmbedder {
                 ),
             ));
         }
-        let device = match opts.take("device") {
-            None => DeviceSpec::Auto,
-            Some(v) => DeviceSpec::parse(&v).ok_or_else(|| {
-                opts.error(
-                    "device",
-                    format!("must be 'auto', 'cpu' or 'cuda:N', got '{v}'"),
-                )
-            })?,
-        };
-        let device = device.device().map_err(|m| opts.error("device", m))?;
+        let device = take_device(opts)?;
         let policy = BatchPolicy {
             // 16: on CPU, batches of 16 ~256-token texts ran 12% faster than 64 (smaller
             // tensors stay in cache and in the heap; benches/compare/embed.sh).
@@ -442,20 +471,7 @@ impl LocalEmbedder {
         let threads = opts.take_positive("threads")?.map(|n| n as usize);
         let executor = Executor::global(threads).map_err(|m| opts.error("threads", m))?;
         let model = BertEmbedding::load(opts.model(), &dir, device)?;
-        let identity = ModelIdentity {
-            name: opts.model().to_ascii_lowercase(),
-            provider: "local",
-            model_id: model.id.clone(),
-        };
-        let config = StackConfig {
-            // A failed forward pass is not transient: one attempt.
-            retry: RetryPolicy {
-                max_attempts: 1,
-                ..RetryPolicy::default()
-            },
-            observer,
-            ..StackConfig::default()
-        };
+        let model_id = model.id.clone();
         let provider = LocalEmbedProvider {
             target: format!("local:{}", dir.display()),
             model: Arc::new(model),
@@ -463,7 +479,7 @@ impl LocalEmbedder {
             executor,
         };
         Ok(Self {
-            stack: ClientStack::new(identity, provider, config),
+            stack: local_stack(opts.model(), model_id, provider, observer),
         })
     }
 }

@@ -57,11 +57,9 @@ use tokio::sync::oneshot;
 
 use super::chat::{ChatModel, ChatReply, ChatRequest};
 use super::executor::Executor;
-use super::local::{resolve_model_dir, DeviceSpec};
-use super::remote::stack::{
-    CallError, ClientStack, ErrorKind, ModelIdentity, Provider, Reply, StackConfig, TokenUsage,
-};
-use super::remote::{retry::RetryPolicy, Observer};
+use super::local::{local_stack, resolve_model_dir, take_device};
+use super::remote::stack::{CallError, ClientStack, ErrorKind, Provider, Reply, TokenUsage};
+use super::remote::Observer;
 use super::{ModelContext, ModelOptions};
 use crate::error::{OperatorError, Result};
 
@@ -991,16 +989,7 @@ impl LocalChat {
             .unwrap_or_else(|| DEFAULT_CHAT_MODEL.to_string());
         let gguf = find_gguf(&resolve_model_dir(&ctx.models_dir, &path))
             .map_err(|m| opts.error("path", m))?;
-        let device = match opts.take("device") {
-            None => DeviceSpec::Auto,
-            Some(v) => DeviceSpec::parse(&v).ok_or_else(|| {
-                opts.error(
-                    "device",
-                    format!("must be 'auto', 'cpu' or 'cuda:N', got '{v}'"),
-                )
-            })?,
-        };
-        let device = device.device().map_err(|m| opts.error("device", m))?;
+        let device = take_device(opts)?;
         let max_batch = match opts.take_positive("max_batch")? {
             None => DEFAULT_MAX_BATCH,
             Some(n) if n <= 256 => n as usize,
@@ -1019,26 +1008,13 @@ impl LocalChat {
             seed,
             executor,
         )?);
-        let identity = ModelIdentity {
-            name: opts.model().to_ascii_lowercase(),
-            provider: "local",
-            model_id: engine.id().to_string(),
-        };
-        let config = StackConfig {
-            // A failed generation is not transient: one attempt.
-            retry: RetryPolicy {
-                max_attempts: 1,
-                ..RetryPolicy::default()
-            },
-            observer,
-            ..StackConfig::default()
-        };
+        let model_id = engine.id().to_string();
         let provider = LocalProvider {
             target: format!("local:{}", gguf.display()),
             engine,
         };
         Ok(Self {
-            stack: ClientStack::new(identity, provider, config),
+            stack: local_stack(opts.model(), model_id, provider, observer),
         })
     }
 
