@@ -88,10 +88,6 @@ pub struct Checkpoint {
     location: StorageLocation,
 }
 
-fn name(epoch: u64) -> String {
-    format!("{epoch:020}.json")
-}
-
 impl Checkpoint {
     /// A checkpoint at `location`.
     pub fn new(location: StorageLocation) -> Self {
@@ -110,46 +106,33 @@ impl Checkpoint {
         }
     }
 
-    pub(crate) async fn put<T: Serialize>(&self, dir: &str, epoch: u64, value: &T) -> Result<()> {
-        let path = self.location.child(&format!("{dir}/{}", name(epoch)));
-        let bytes = serde_json::to_vec_pretty(value).map_err(|e| self.err(e))?;
-        // A single PUT is atomic on every object store (local: temp file + rename).
-        self.location
-            .store
-            .put(&path, PutPayload::from(bytes))
-            .await
-            .map_err(|e| PipelineError::ObjectStore {
-                location: path.to_string(),
-                source: e,
-            })?;
-        Ok(())
+    /// `<dir>/<epoch, 20 digits>.<ext>`.
+    fn path(&self, dir: &str, epoch: u64, ext: &str) -> ObjPath {
+        self.location.child(&format!("{dir}/{epoch:020}.{ext}"))
     }
 
+    /// Write `value` as `<dir>/<epoch>.json`.
+    pub(crate) async fn put<T: Serialize>(&self, dir: &str, epoch: u64, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(value).map_err(|e| self.err(e))?;
+        self.put_bytes(dir, epoch, "json", bytes).await
+    }
+
+    /// Read `<dir>/<epoch>.json`; `None` when it does not exist.
     pub(crate) async fn get<T: for<'de> Deserialize<'de>>(
         &self,
         dir: &str,
         epoch: u64,
     ) -> Result<Option<T>> {
-        let path = self.location.child(&format!("{dir}/{}", name(epoch)));
-        match self.location.store.get(&path).await {
-            Ok(r) => {
-                let bytes = r.bytes().await.map_err(|e| PipelineError::ObjectStore {
-                    location: path.to_string(),
-                    source: e,
-                })?;
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| self.err(format!("{path}: {e}")))
-            }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(PipelineError::ObjectStore {
-                location: path.to_string(),
-                source: e,
-            }),
-        }
+        let Some(bytes) = self.get_bytes(dir, epoch, "json").await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| self.err(format!("{}: {e}", self.path(dir, epoch, "json"))))
     }
 
-    /// Write `bytes` as `<dir>/<epoch>.<ext>` (one atomic PUT).
+    /// Write `bytes` as `<dir>/<epoch>.<ext>`. A single PUT is atomic on every object store
+    /// (local: temp file + rename).
     pub(crate) async fn put_bytes(
         &self,
         dir: &str,
@@ -157,7 +140,7 @@ impl Checkpoint {
         ext: &str,
         bytes: Vec<u8>,
     ) -> Result<()> {
-        let path = self.location.child(&format!("{dir}/{epoch:020}.{ext}"));
+        let path = self.path(dir, epoch, ext);
         self.location
             .store
             .put(&path, PutPayload::from(bytes))
@@ -176,7 +159,7 @@ impl Checkpoint {
         epoch: u64,
         ext: &str,
     ) -> Result<Option<Vec<u8>>> {
-        let path = self.location.child(&format!("{dir}/{epoch:020}.{ext}"));
+        let path = self.path(dir, epoch, ext);
         let io = |e| PipelineError::ObjectStore {
             location: path.to_string(),
             source: e,
@@ -191,7 +174,7 @@ impl Checkpoint {
     /// Remove `<dir>/<epoch>.<ext>` (best effort: a leftover file costs space, not
     /// correctness).
     pub(crate) async fn delete(&self, dir: &str, epoch: u64, ext: &str) {
-        let path = self.location.child(&format!("{dir}/{epoch:020}.{ext}"));
+        let path = self.path(dir, epoch, ext);
         match self.location.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => {
@@ -262,13 +245,7 @@ impl Checkpoint {
         if entry.epoch > RETAIN_EPOCHS {
             let old = entry.epoch - RETAIN_EPOCHS;
             for dir in ["offsets", "manifests", "commits"] {
-                let path: ObjPath = self.location.child(&format!("{dir}/{}", name(old)));
-                match self.location.store.delete(&path).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => {
-                        tracing::warn!(path = %path, error = %e, "could not prune old checkpoint entry")
-                    }
-                }
+                self.delete(dir, old, "json").await;
             }
         }
         Ok(())
