@@ -258,21 +258,9 @@ fn cost_units(v: &Value) -> i128 {
 /// The exact sum of a usage table's `cost_usd` (Decimal128(38, 10)) in units of 1e-10 USD,
 /// read from the Arrow arrays (the JSON rows round floats).
 fn cost_sum(dir: &Path) -> i128 {
-    read_table(dir)
-        .iter()
-        .flat_map(|f| f.batches.iter())
-        .map(|b| {
-            let col = b.column_by_name("cost_usd").expect("cost_usd");
-            let dec = col
-                .as_any()
-                .downcast_ref::<arrow::array::Decimal128Array>()
-                .expect("cost_usd is Decimal128");
-            assert_eq!(dec.scale(), 10);
-            dec.iter()
-                .map(|v| v.expect("cost_usd is never NULL"))
-                .sum::<i128>()
-        })
-        .sum()
+    let (sum, scale) = decimal_sum(dir, "cost_usd");
+    assert_eq!(scale, 10);
+    sum
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,15 +22,6 @@ fn text(i: usize) -> String {
     }
 }
 
-/// Binary columns come back from the JSON rows hex-encoded.
-fn unhex(hex: &str) -> String {
-    let bytes: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect();
-    String::from_utf8(bytes).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_rows_go_to_the_dead_letter_once_with_the_error() {
     let fake = FakeEndpoint::start().await;

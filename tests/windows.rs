@@ -148,13 +148,7 @@ fn assert_windows(w: &Windowed) {
             let reason = r["reason"].as_str().unwrap();
             assert!(reason.starts_with("late row: its window ["), "{reason}");
             assert_eq!(r["source"], "events");
-            // Binary columns come back hex-encoded.
-            let hex = r["raw"].as_str().unwrap();
-            let bytes: Vec<u8> = (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                .collect();
-            String::from_utf8(bytes).unwrap()
+            unhex(r["raw"].as_str().unwrap())
         })
         .collect();
     late.sort();
@@ -289,31 +283,6 @@ fn allowed_lateness_keeps_a_window_open_for_late_rows() {
     assert_eq!(calls, N, "every row, late ones included, is in a window");
     let tokens_total: i64 = got.values().map(|v| v.1).sum();
     assert_eq!(tokens_total, (0..N).map(tokens).sum::<i64>());
-}
-
-/// The exact sum of a Decimal128 column of a table, in units of its scale.
-fn decimal_sum(dir: &Path, column: &str) -> (i128, i8) {
-    let mut sum = 0i128;
-    let mut scale = 0;
-    for f in read_table(dir) {
-        for b in &f.batches {
-            let col = b.column_by_name(column).expect("decimal column");
-            let dec = col
-                .as_any()
-                .downcast_ref::<arrow::array::Decimal128Array>()
-                .expect("Decimal128");
-            scale = dec.scale();
-            sum += dec.iter().map(|v| v.unwrap_or(0)).sum::<i128>();
-        }
-    }
-    (sum, scale)
-}
-
-fn int_sum(dir: &Path, column: &str) -> i64 {
-    table_rows(dir)
-        .iter()
-        .map(|r| r[column].as_i64().expect("integer"))
-        .sum()
 }
 
 /// jobs/cost_rollup.sql over usage that a real run wrote (chat calls through the fake

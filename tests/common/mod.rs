@@ -723,3 +723,37 @@ pub fn kill_when(child: &mut Child, due: &mut dyn FnMut() -> bool) -> Result<(),
         std::thread::sleep(Duration::from_micros(200));
     }
 }
+
+/// The exact sum of a Decimal128 column of a table, in units of its scale.
+pub fn decimal_sum(dir: &Path, column: &str) -> (i128, i8) {
+    let mut sum = 0i128;
+    let mut scale = 0;
+    for f in read_table(dir) {
+        for b in &f.batches {
+            let col = b.column_by_name(column).expect("decimal column");
+            let dec = col
+                .as_any()
+                .downcast_ref::<arrow::array::Decimal128Array>()
+                .expect("Decimal128");
+            scale = dec.scale();
+            sum += dec.iter().map(|v| v.unwrap_or(0)).sum::<i128>();
+        }
+    }
+    (sum, scale)
+}
+
+pub fn int_sum(dir: &Path, column: &str) -> i64 {
+    table_rows(dir)
+        .iter()
+        .map(|r| r[column].as_i64().expect("integer"))
+        .sum()
+}
+
+/// Binary columns come back from the JSON rows hex-encoded.
+pub fn unhex(hex: &str) -> String {
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    String::from_utf8(bytes).unwrap()
+}
