@@ -38,25 +38,15 @@ bytes=$(stat -c %s "$input")
 out="$dir/out"
 rm -rf "$out"; mkdir -p "$out"
 
-# run_timed LABEL CMD... -> prints "LABEL seconds peak_kb"
-run_timed() {
-    local label="$1"; shift
-    local t0 t1
-    t0=$(date +%s.%N)
-    /usr/bin/env time -f "%M" -o "$out/$label.rss" "$@" >"$out/$label.log" 2>&1 || { cat "$out/$label.log"; die "$label failed"; }
-    t1=$(date +%s.%N)
-    echo "$label $(echo "$t1 - $t0" | bc -l) $(cat "$out/$label.rss")"
-}
-command -v time >/dev/null 2>&1 || [ -x /usr/bin/time ] || die "GNU time is needed for peak memory: apt-get install time"
 
 strata_run() { # INPUT OUT CHECKPOINT
     "$bin" run jobs/passthrough.sql --var INPUT="$1" --var OUT="$2" --checkpoint "$3"
 }
 export -f strata_run; export bin
 
-r_strata=$(run_timed strata bash -c "strata_run '$input' '$out/strata' '$out/ckpt'")
-r_half=$(run_timed strata_half bash -c "strata_run '$half' '$out/strata_h' '$out/ckpt_h'")
-r_duck=$(run_timed duckdb "$PY" -c "
+r_strata=$(run_timed "$out" strata bash -c "strata_run '$input' '$out/strata' '$out/ckpt'")
+r_half=$(run_timed "$out" strata_half bash -c "strata_run '$half' '$out/strata_h' '$out/ckpt_h'")
+r_duck=$(run_timed "$out" duckdb "$PY" -c "
 import duckdb, sys
 con = duckdb.connect()
 con.execute(\"SET threads TO $(nproc)\")

@@ -18,7 +18,6 @@ EPOCH_ROWS="${EPOCH_ROWS:-100000}"
 build_release
 bin="$RELEASE_DIR/strata"
 tool="$RELEASE_DIR/examples/kafka_bench"
-command -v time >/dev/null 2>&1 || [ -x /usr/bin/time ] || die "GNU time is needed for peak memory: apt-get install time"
 
 eval "$(scripts/kafka_server.sh start)"
 trap 'scripts/kafka_server.sh stop "$STRATA_TEST_KAFKA_PID"' EXIT
@@ -49,19 +48,11 @@ SQL
     echo "$out/$1.sql"
 }
 
-run_timed() { # LABEL CMD... -> "LABEL seconds peak_kb"
-    local label="$1"; shift
-    local t0 t1
-    t0=$(date +%s.%N)
-    /usr/bin/env time -f "%M" -o "$out/$label.rss" "$@" >"$out/$label.log" 2>&1 || { cat "$out/$label.log"; die "$label failed"; }
-    t1=$(date +%s.%N)
-    echo "$label $(echo "$t1 - $t0" | bc -l) $(cat "$out/$label.rss")"
-}
 
-r_bare=$(run_timed bare "$tool" consume "$bs" bench-full "$ROWS")
+r_bare=$(run_timed "$out" bare "$tool" consume "$bs" bench-full "$ROWS")
 bare_bytes=$(awk '{print $3}' "$out/bare.log")
-r_strata=$(run_timed strata "$bin" run "$(job bench-full "$out/full")" --checkpoint "$out/ckpt-full")
-r_half=$(run_timed strata_half "$bin" run "$(job bench-half "$out/half")" --checkpoint "$out/ckpt-half")
+r_strata=$(run_timed "$out" strata "$bin" run "$(job bench-full "$out/full")" --checkpoint "$out/ckpt-full")
+r_half=$(run_timed "$out" strata_half "$bin" run "$(job bench-half "$out/half")" --checkpoint "$out/ckpt-half")
 written=$("$bin" query "SELECT COUNT(*) AS n, COUNT(DISTINCT id) AS ids FROM t" --table t="$out/full/" | grep -Eo '[0-9]+ +\| +[0-9]+' | tr -d ' ')
 
 python3 - "$ROWS" "$bare_bytes" "$r_bare" "$r_strata" "$r_half" "$written" <<'PY'

@@ -70,21 +70,12 @@ fi
 bytes=$(cat "$dir"/usage/*.parquet | wc -c)
 out="$dir/out"
 rm -rf "$out"; mkdir -p "$out"
-command -v time >/dev/null 2>&1 || [ -x /usr/bin/time ] || die "GNU time is needed for peak memory: apt-get install time"
 
-run_timed() { # LABEL CMD... -> "LABEL seconds peak_kb"
-    local label="$1"; shift
-    local t0 t1
-    t0=$(date +%s.%N)
-    /usr/bin/env time -f "%M" -o "$out/$label.rss" "$@" >"$out/$label.log" 2>&1 || { cat "$out/$label.log"; die "$label failed"; }
-    t1=$(date +%s.%N)
-    echo "$label $(echo "$t1 - $t0" | bc -l) $(cat "$out/$label.rss")"
-}
 
-r_strata=$(run_timed strata "$bin" run jobs/cost_rollup.sql \
+r_strata=$(run_timed "$out" strata "$bin" run jobs/cost_rollup.sql \
     --var USAGE="$dir/usage/*.parquet" --var USAGE_FORMAT=parquet \
     --var OUT="$out/strata" --checkpoint "$out/ckpt")
-r_duck=$(run_timed duckdb "$PY" -c "
+r_duck=$(run_timed "$out" duckdb "$PY" -c "
 import duckdb
 con = duckdb.connect()
 con.execute(\"SET threads TO $(nproc)\")

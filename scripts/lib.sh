@@ -73,3 +73,15 @@ build_release() {
         -p strata-connectors --example kafka_bench
     RELEASE_DIR="${CARGO_TARGET_DIR:-target}/release"
 }
+
+# run_timed DIR LABEL CMD... : runs CMD with its output in DIR/LABEL.log and prints
+# "LABEL seconds peak_rss_kb" (GNU time); a failure prints the log and stops.
+run_timed() {
+    local dir="$1" label="$2"; shift 2
+    command -v time >/dev/null 2>&1 || [ -x /usr/bin/time ] || die "GNU time is needed for peak memory: apt-get install time"
+    local t0 t1
+    t0=$(date +%s.%N)
+    /usr/bin/env time -f "%M" -o "$dir/$label.rss" "$@" >"$dir/$label.log" 2>&1 || { cat "$dir/$label.log"; die "$label failed"; }
+    t1=$(date +%s.%N)
+    echo "$label $(echo "$t1 - $t0" | bc -l) $(cat "$dir/$label.rss")"
+}
