@@ -99,8 +99,6 @@ pub struct WindowDelta {
     pub meta: WindowMeta,
     /// Row files no longer needed once the epoch commits.
     pub dead: Vec<u64>,
-    /// Rows handed to the output plan.
-    pub closed_rows: usize,
     /// Late rows, as dead-letter records, when the source has a dead letter.
     pub late: Option<RecordBatch>,
 }
@@ -311,7 +309,6 @@ impl WindowBinding {
         let open_rows: usize = state.rows.iter().map(|(_, b)| b.num_rows()).sum();
         drop(state);
 
-        let closed_rows = closed.iter().map(RecordBatch::num_rows).sum();
         self.state_table.set(&closed).map_err(exec)?;
         metrics::gauge!("strata_window_open_rows", "sink" => sink.to_string())
             .set(open_rows as f64);
@@ -319,7 +316,6 @@ impl WindowBinding {
             added,
             meta,
             dead: was_live.difference(&live).copied().collect(),
-            closed_rows,
             late: late_batch,
         })
     }
